@@ -1,0 +1,205 @@
+//! Kafka source and dead-letter settings.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use serde::Deserialize;
+
+use crate::error::ConfigError;
+
+/// librdkafka properties passed through as they are (TLS, SASL, tuning). Values of
+/// properties that hold secrets never appear in `Debug` output or errors.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Properties(BTreeMap<String, String>);
+
+impl Properties {
+    /// Sets one property.
+    pub fn set(&mut self, name: impl Into<String>, value: impl Into<String>) -> &mut Self {
+        self.0.insert(name.into(), value.into());
+        self
+    }
+
+    fn apply(&self, config: &mut ClientConfig) {
+        for (name, value) in &self.0 {
+            config.set(name, value);
+        }
+    }
+}
+
+/// Whether a librdkafka property holds a secret (`sasl.password`, `ssl.key.password`,
+/// `sasl.oauthbearer.client.secret`, …).
+pub fn is_secret(name: &str) -> bool {
+    name.contains("password")
+        || name.contains("secret")
+        || name.ends_with(".pem") && name.contains("key")
+}
+
+impl fmt::Debug for Properties {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(
+                self.0
+                    .iter()
+                    .map(|(k, v)| (k, if is_secret(k) { "***" } else { v.as_str() })),
+            )
+            .finish()
+    }
+}
+
+/// Where to consume from and how.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Bootstrap servers, `host:port[,host:port]`.
+    pub brokers: String,
+    /// Consumer group id.
+    pub group: String,
+    /// Topics to subscribe to; a name starting with `^` is a regular expression.
+    pub topics: Vec<String>,
+    /// librdkafka properties for the consumer and the dead-letter producer. Seawall's own
+    /// settings (`enable.auto.commit`, `enable.auto.offset.store`, `enable.idempotence`,
+    /// `acks`) are not overridable.
+    #[serde(default)]
+    pub properties: Properties,
+    /// How often completed offsets are committed (default 1s).
+    #[serde(default = "default_commit_interval", with = "humantime_serde")]
+    pub commit_interval: Duration,
+    /// How long a revoke waits for the revoked partitions' running handlers (default 10s).
+    #[serde(default = "default_revoke_timeout", with = "humantime_serde")]
+    pub revoke_timeout: Duration,
+    /// Where dead letters go.
+    #[serde(default)]
+    pub dead_letter: DeadLetterTopic,
+}
+
+/// The dead-letter topic.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeadLetterTopic {
+    /// One topic for every source topic. Default: `<topic>.dlq` per source topic.
+    pub topic: Option<String>,
+    /// Partitions for a dead-letter topic Seawall creates (default 1).
+    pub partitions: Option<i32>,
+}
+
+fn default_commit_interval() -> Duration {
+    Duration::from_secs(1)
+}
+
+fn default_revoke_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+impl KafkaConfig {
+    /// Settings with defaults for `topics` in `group` on `brokers`.
+    pub fn new(brokers: impl Into<String>, group: impl Into<String>, topics: &[&str]) -> Self {
+        Self {
+            brokers: brokers.into(),
+            group: group.into(),
+            topics: topics.iter().map(|t| (*t).to_owned()).collect(),
+            properties: Properties::default(),
+            commit_interval: default_commit_interval(),
+            revoke_timeout: default_revoke_timeout(),
+            dead_letter: DeadLetterTopic::default(),
+        }
+    }
+
+    /// Checks the settings; the error names the field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.brokers.trim().is_empty() {
+            return Err(ConfigError::new("brokers", "expected host:port"));
+        }
+        if self.group.is_empty() {
+            return Err(ConfigError::new("group", "expected a consumer group id"));
+        }
+        if self.topics.is_empty() || self.topics.iter().any(String::is_empty) {
+            return Err(ConfigError::new(
+                "topics",
+                "expected one or more topic names",
+            ));
+        }
+        if self.commit_interval.is_zero() {
+            return Err(ConfigError::new(
+                "commit_interval",
+                "expected a duration > 0",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The dead-letter topic for messages from `topic`.
+    pub fn dead_letter_topic(&self, topic: &str) -> String {
+        self.dead_letter
+            .topic
+            .clone()
+            .unwrap_or_else(|| format!("{topic}.dlq"))
+    }
+
+    pub(crate) fn consumer_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        self.properties.apply(&mut config);
+        config
+            .set("bootstrap.servers", &self.brokers)
+            .set("group.id", &self.group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "false");
+        if !self.properties.0.contains_key("auto.offset.reset") {
+            config.set("auto.offset.reset", "earliest");
+        }
+        config
+    }
+
+    pub(crate) fn producer_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        for (name, value) in &self.properties.0 {
+            // Consumer-only properties make the producer log warnings; skip the usual ones.
+            if !name.starts_with("group.")
+                && !name.starts_with("auto.")
+                && name != "session.timeout.ms"
+            {
+                config.set(name, value);
+            }
+        }
+        config
+            .set("bootstrap.servers", &self.brokers)
+            .set("enable.idempotence", "true")
+            .set("acks", "all");
+        config
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_show_in_debug() {
+        let mut config = KafkaConfig::new("b:9092", "g", &["t"]);
+        config
+            .properties
+            .set("sasl.password", "canary-8472")
+            .set("ssl.key.password", "canary-8473");
+        config.properties.set("security.protocol", "SASL_SSL");
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("canary"), "{debug}");
+        assert!(debug.contains("SASL_SSL"));
+    }
+
+    #[test]
+    fn seawall_owns_the_commit_settings() {
+        let mut config = KafkaConfig::new("b:9092", "g", &["t"]);
+        config.properties.set("enable.auto.commit", "true");
+        assert_eq!(
+            config.consumer_config().get("enable.auto.commit"),
+            Some("false")
+        );
+        assert_eq!(config.producer_config().get("acks"), Some("all"));
+        assert_eq!(config.validate(), Ok(()));
+        config.topics.clear();
+        assert_eq!(config.validate().unwrap_err().field(), "topics");
+    }
+}

@@ -1,0 +1,121 @@
+//! Dead-letter topics: an idempotent producer with `acks=all`; a dead letter counts as
+//! written only when its delivery report says so.
+
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+
+use super::config::KafkaConfig;
+use super::error::KafkaError;
+use crate::dead_letter::{DeadLetter, DeadLetterSink, SinkError};
+
+/// Produces dead letters to `<topic>.dlq` (or one configured topic), keeping the original
+/// key — so a partitioned dead-letter topic keeps per-key order — and headers, with the
+/// `seawall.*` headers added.
+pub struct KafkaDeadLetters {
+    producer: FutureProducer,
+    config: KafkaConfig,
+}
+
+impl KafkaDeadLetters {
+    /// Creates the producer and makes sure the dead-letter topic of every named source
+    /// topic exists, creating it when the broker allows; otherwise start-up fails naming
+    /// the topic. (Topics matched by a pattern get theirs from the broker's auto-creation
+    /// on first use.)
+    pub async fn connect(config: &KafkaConfig) -> Result<Self, crate::Error> {
+        config.validate()?;
+        let producer: FutureProducer = config
+            .producer_config()
+            .create()
+            .map_err(|e| KafkaError::new("creating the dead-letter producer", e))?;
+        let sink = Self {
+            producer,
+            config: config.clone(),
+        };
+        let named: Vec<String> = config
+            .topics
+            .iter()
+            .filter(|t| !t.starts_with('^'))
+            .map(|t| config.dead_letter_topic(t))
+            .collect();
+        sink.ensure_topics(&named).await?;
+        Ok(sink)
+    }
+
+    /// Whether `topic` exists, per the cluster's metadata.
+    fn exists(&self, topic: &str) -> bool {
+        self.producer
+            .client()
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .is_ok_and(|m| {
+                m.topics()
+                    .iter()
+                    .any(|t| t.error().is_none() && !t.partitions().is_empty())
+            })
+    }
+
+    async fn ensure_topics(&self, topics: &[String]) -> Result<(), KafkaError> {
+        let missing: Vec<&String> = topics.iter().filter(|t| !self.exists(t)).collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let admin: AdminClient<DefaultClientContext> = self
+            .config
+            .producer_config()
+            .create()
+            .map_err(|e| KafkaError::new("creating the admin client", e))?;
+        let partitions = self.config.dead_letter.partitions.unwrap_or(1);
+        let new: Vec<NewTopic<'_>> = missing
+            .iter()
+            .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(-1)))
+            .collect();
+        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+        let results = admin
+            .create_topics(&new, &options)
+            .await
+            .map_err(|e| KafkaError::new(format!("creating dead-letter topics {missing:?}"), e))?;
+        for result in results {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((topic, code)) => {
+                    return Err(KafkaError::new(
+                        format!("dead-letter topic `{topic}` does not exist and cannot be created"),
+                        rdkafka::error::KafkaError::AdminOp(code),
+                    ))
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl DeadLetterSink for KafkaDeadLetters {
+    async fn send(&self, letter: &DeadLetter) -> Result<(), SinkError> {
+        let topic = self.config.dead_letter_topic(&letter.info.source);
+        let headers = letter
+            .headers()
+            .iter()
+            .fold(OwnedHeaders::new(), |list, (name, value)| {
+                list.insert(Header {
+                    key: name,
+                    value: Some(&value[..]),
+                })
+            });
+        let mut record = FutureRecord::to(&topic)
+            .payload(&letter.message.payload()[..])
+            .headers(headers);
+        if let Some(key) = letter.key() {
+            record = record.key(&key[..]);
+        }
+        match self.producer.send(record, Duration::from_secs(30)).await {
+            Ok(_) => Ok(()),
+            Err((err, _)) => Err(SinkError::new(format!(
+                "producing to dead-letter topic `{topic}`: {err}"
+            ))),
+        }
+    }
+}

@@ -1,0 +1,389 @@
+//! The consumer-group source.
+//!
+//! A poll thread owns the rdkafka consumer and keeps polling whatever the pipeline does,
+//! so the consumer never falls out of its group: when the pipeline stops pulling (full,
+//! breaker open, store failing), the thread pauses its partitions instead of waiting.
+//! Offsets are committed only from the completion tracker — periodically, on revoke and
+//! on close — and never for a partition this consumer no longer owns.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::message::{BorrowedMessage, Headers as _, Message as _};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use tokio::sync::mpsc;
+
+use super::config::KafkaConfig;
+use super::error::KafkaError;
+use super::partitions::Partitions;
+use crate::message::{Headers, Message, Position};
+use crate::source::{Ack, Delivery, Intake, Source, SourceError};
+use crate::tracker::PartitionId;
+
+const CHANNEL: usize = 1024;
+const POLL: Duration = Duration::from_millis(50);
+const LAG_EVERY: Duration = Duration::from_secs(5);
+const FULL_GRACE: Duration = Duration::from_millis(200);
+
+/// Hooks into rebalances: drain and commit on revoke, start fresh on assign.
+struct SeawallContext {
+    partitions: Arc<Partitions>,
+    revoke_timeout: Duration,
+    reassigned: Arc<AtomicBool>,
+}
+
+impl ClientContext for SeawallContext {}
+
+fn partition_ids(list: &TopicPartitionList) -> Vec<PartitionId> {
+    list.elements()
+        .iter()
+        .map(|e| PartitionId::new(e.topic(), e.partition()))
+        .collect()
+}
+
+impl ConsumerContext for SeawallContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(list) = rebalance {
+            let revoked = partition_ids(list);
+            tracing::info!(partitions = ?revoked, "partitions revoked: finishing their running messages");
+            self.partitions.drain(&revoked, self.revoke_timeout);
+            commit(consumer, &self.partitions, Some(&revoked), CommitMode::Sync);
+            self.partitions.revoke(&revoked);
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(list) = rebalance {
+            let assigned = partition_ids(list);
+            tracing::info!(partitions = ?assigned, "partitions assigned");
+            self.partitions.assign(&assigned);
+            self.reassigned.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Commits the commit points that moved; on failure they stay uncommitted and are tried
+/// again next time.
+fn commit<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    partitions: &Partitions,
+    only: Option<&[PartitionId]>,
+    mode: CommitMode,
+) {
+    let offsets = partitions.to_commit(only);
+    if offsets.is_empty() {
+        return;
+    }
+    let mut list = TopicPartitionList::new();
+    for (partition, offset) in &offsets {
+        let added = list.add_partition_offset(
+            &partition.topic,
+            partition.partition,
+            Offset::Offset(*offset),
+        );
+        if let Err(err) = added {
+            tracing::warn!(error = %err, %partition, "bad offset to commit");
+        }
+    }
+    match consumer.commit(&list, mode) {
+        Ok(()) => partitions.committed(&offsets),
+        Err(err) => {
+            tracing::warn!(error = %err, "offset commit failed; retrying at the next interval")
+        }
+    }
+}
+
+/// Per-partition lag: the high watermark less the commit point.
+#[derive(Clone, Default)]
+pub struct Lag(Arc<Mutex<Vec<(PartitionId, i64)>>>);
+
+impl Lag {
+    /// Lag of every owned partition, as of the last measurement (every few seconds).
+    pub fn get(&self) -> Vec<(PartitionId, i64)> {
+        self.0.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+}
+
+struct Control {
+    stop: AtomicBool,
+    final_commit: AtomicBool,
+    intake_open: AtomicBool,
+}
+
+/// Consumes Kafka topics in a consumer group. Build with [`KafkaSource::connect`].
+pub struct KafkaSource {
+    deliveries: mpsc::Receiver<Delivery>,
+    control: Arc<Control>,
+    thread: Option<JoinHandle<()>>,
+    lag: Lag,
+}
+
+impl KafkaSource {
+    /// Creates the consumer and subscribes. Fails on a bad property or subscription.
+    pub fn connect(config: KafkaConfig) -> Result<Self, crate::Error> {
+        config.validate()?;
+        let partitions = Arc::new(Partitions::default());
+        let reassigned = Arc::new(AtomicBool::new(false));
+        let context = SeawallContext {
+            partitions: Arc::clone(&partitions),
+            revoke_timeout: config.revoke_timeout,
+            reassigned: Arc::clone(&reassigned),
+        };
+        let consumer: BaseConsumer<SeawallContext> = config
+            .consumer_config()
+            .create_with_context(context)
+            .map_err(|e| KafkaError::new("creating the Kafka consumer", e))?;
+        let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
+        consumer
+            .subscribe(&topics)
+            .map_err(|e| KafkaError::new(format!("subscribing to {topics:?}"), e))?;
+        let (tx, deliveries) = mpsc::channel(CHANNEL);
+        let control = Arc::new(Control {
+            stop: AtomicBool::new(false),
+            final_commit: AtomicBool::new(true),
+            intake_open: AtomicBool::new(true),
+        });
+        let lag = Lag::default();
+        let poller = Poller {
+            consumer,
+            partitions,
+            reassigned,
+            tx,
+            control: Arc::clone(&control),
+            lag: lag.clone(),
+            commit_interval: config.commit_interval,
+            pending: VecDeque::new(),
+            paused: false,
+        };
+        let thread = std::thread::Builder::new()
+            .name("seawall-kafka-poll".into())
+            .spawn(move || poller.run())
+            .map_err(|e| {
+                KafkaError::new(
+                    "starting the poll thread",
+                    rdkafka::error::KafkaError::ClientCreation(e.to_string()),
+                )
+            })?;
+        Ok(Self {
+            deliveries,
+            control,
+            thread: Some(thread),
+            lag,
+        })
+    }
+
+    /// Consumer lag per owned partition.
+    pub fn lag(&self) -> Lag {
+        self.lag.clone()
+    }
+}
+
+impl Source for KafkaSource {
+    async fn next(&mut self) -> Option<Result<Delivery, SourceError>> {
+        self.deliveries.recv().await.map(Ok)
+    }
+
+    fn set_intake(&mut self, intake: Intake) {
+        self.control
+            .intake_open
+            .store(intake == Intake::Open, Ordering::SeqCst);
+    }
+
+    async fn close(&mut self) {
+        self.control.stop.store(true, Ordering::SeqCst);
+        // Deliveries never pulled abandon as they drop.
+        self.deliveries.close();
+        while self.deliveries.try_recv().is_ok() {}
+        if let Some(thread) = self.thread.take() {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+    }
+}
+
+impl Drop for KafkaSource {
+    /// Dropped without [`Source::close`]: stop at once, committing nothing more (what a
+    /// crash would leave behind, less the periodic commits already made).
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            self.control.final_commit.store(false, Ordering::SeqCst);
+            self.control.stop.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+/// A fetched message waiting for room in the pipeline's queue.
+struct Fetched {
+    message: Message,
+    partition: PartitionId,
+    offset: i64,
+    epoch: u64,
+}
+
+struct Poller {
+    consumer: BaseConsumer<SeawallContext>,
+    partitions: Arc<Partitions>,
+    reassigned: Arc<AtomicBool>,
+    tx: mpsc::Sender<Delivery>,
+    control: Arc<Control>,
+    lag: Lag,
+    commit_interval: Duration,
+    pending: VecDeque<Fetched>,
+    paused: bool,
+}
+
+impl Poller {
+    fn run(mut self) {
+        let (mut last_commit, mut last_lag) = (Instant::now(), Instant::now());
+        while !self.control.stop.load(Ordering::SeqCst) {
+            if !self.hand_over() {
+                break;
+            }
+            // Only after handing over: a queue that is still not empty means the
+            // pipeline is full, and that pauses fetching.
+            self.apply_pause();
+            match self.consumer.poll(POLL) {
+                Some(Ok(record)) => {
+                    if let Some(fetched) = fetch(&self.partitions, &record) {
+                        self.pending.push_back(fetched);
+                    }
+                }
+                Some(Err(err)) => tracing::warn!(error = %err, "Kafka poll error"),
+                None => {}
+            }
+            if last_commit.elapsed() >= self.commit_interval {
+                commit(&self.consumer, &self.partitions, None, CommitMode::Sync);
+                last_commit = Instant::now();
+            }
+            if last_lag.elapsed() >= LAG_EVERY {
+                self.measure_lag();
+                last_lag = Instant::now();
+            }
+        }
+        if self.control.final_commit.load(Ordering::SeqCst) {
+            commit(&self.consumer, &self.partitions, None, CommitMode::Sync);
+        }
+        self.consumer.unsubscribe();
+    }
+
+    /// Pauses every assigned partition while the pipeline does not take more — it said
+    /// so, or the hand-over queue stayed full for `FULL_GRACE` — and resumes them when it
+    /// does. A queue that is full for a moment is waited out instead: pausing makes the
+    /// client drop what it prefetched and fetch it again.
+    fn apply_pause(&mut self) {
+        if !self.pending.is_empty() && self.control.intake_open.load(Ordering::SeqCst) {
+            let waited = Instant::now();
+            while !self.pending.is_empty() && waited.elapsed() < FULL_GRACE {
+                std::thread::sleep(Duration::from_millis(1));
+                if !self.hand_over() {
+                    return;
+                }
+            }
+        }
+        let want = !self.control.intake_open.load(Ordering::SeqCst) || !self.pending.is_empty();
+        let reassigned = self.reassigned.swap(false, Ordering::SeqCst);
+        if want == self.paused && !reassigned {
+            return;
+        }
+        let Ok(assignment) = self.consumer.assignment() else {
+            return;
+        };
+        let result = if want {
+            self.consumer.pause(&assignment)
+        } else {
+            self.consumer.resume(&assignment)
+        };
+        match result {
+            Ok(()) => self.paused = want,
+            Err(err) => tracing::warn!(error = %err, "pausing or resuming partitions failed"),
+        }
+    }
+
+    /// Hands fetched messages to the pipeline while it has room. Returns false when the
+    /// pipeline is gone.
+    fn hand_over(&mut self) -> bool {
+        while let Some(fetched) = self.pending.pop_front() {
+            let permit = match self.tx.try_reserve() {
+                Ok(permit) => permit,
+                Err(mpsc::error::TrySendError::Full(())) => {
+                    self.pending.push_front(fetched);
+                    return true;
+                }
+                Err(mpsc::error::TrySendError::Closed(())) => return false,
+            };
+            let Fetched {
+                message,
+                partition,
+                offset,
+                epoch,
+            } = fetched;
+            let ack = self.partitions.ack(partition, offset, epoch);
+            permit.send(Delivery::new(message, Ack::new(ack)));
+        }
+        true
+    }
+
+    fn measure_lag(&self) {
+        let mut lag = Vec::new();
+        for (partition, point) in self.partitions.commit_points() {
+            if let Ok((_, high)) = self.consumer.fetch_watermarks(
+                &partition.topic,
+                partition.partition,
+                Duration::from_secs(1),
+            ) {
+                lag.push((partition, (high - point).max(0)));
+            }
+        }
+        if let Ok(mut shared) = self.lag.0.lock() {
+            *shared = lag;
+        }
+    }
+}
+
+/// Tracks a fetched record; `None` if its partition is not (or no longer) ours.
+fn fetch(partitions: &Partitions, record: &BorrowedMessage<'_>) -> Option<Fetched> {
+    let partition = PartitionId::new(record.topic(), record.partition());
+    let offset = record.offset();
+    let epoch = partitions.track(&partition, offset)?;
+    Some(Fetched {
+        message: to_message(record),
+        partition,
+        offset,
+        epoch,
+    })
+}
+
+/// A Kafka record as a Seawall message: key, payload, headers and timestamp as they are.
+fn to_message(record: &BorrowedMessage<'_>) -> Message {
+    let mut headers = Headers::new();
+    if let Some(list) = record.headers() {
+        for header in list.iter() {
+            headers.push(
+                header.key,
+                Bytes::copy_from_slice(header.value.unwrap_or_default()),
+            );
+        }
+    }
+    let mut message = Message::new(Bytes::copy_from_slice(record.payload().unwrap_or_default()))
+        .with_headers(headers)
+        .with_origin(
+            record.topic(),
+            Position::Offset {
+                partition: record.partition(),
+                offset: record.offset(),
+            },
+        );
+    if let Some(key) = record.key() {
+        message = message.with_key(Bytes::copy_from_slice(key));
+    }
+    if let Some(ms) = record.timestamp().to_millis() {
+        if let Ok(ms) = u64::try_from(ms) {
+            message = message.with_timestamp(std::time::UNIX_EPOCH + Duration::from_millis(ms));
+        }
+    }
+    message
+}

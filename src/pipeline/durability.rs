@@ -1,0 +1,158 @@
+//! Group flushing: store writes become durable in groups, and completions are released
+//! to the source only after the flush of their group.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::config::DurabilityConfig;
+use crate::retry::Backoff;
+use crate::source::Ack;
+use crate::store::{IdempotencyStore, StoreError};
+
+/// Whether the store is accepting writes. The pipeline stops pulling while it is not.
+#[derive(Clone)]
+pub(crate) struct StoreHealth {
+    tx: Arc<watch::Sender<bool>>,
+}
+
+impl StoreHealth {
+    pub(crate) fn new() -> Self {
+        Self {
+            tx: Arc::new(watch::channel(true).0),
+        }
+    }
+
+    pub(crate) fn subscribe(&self) -> watch::Receiver<bool> {
+        self.tx.subscribe()
+    }
+
+    pub(crate) fn report(&self, result: Result<(), &StoreError>) {
+        let healthy = result.is_ok();
+        if let Err(err) = result {
+            tracing::error!(error = %err, "store write failed: pausing intake until it recovers");
+        }
+        self.tx.send_if_modified(|current| {
+            let changed = *current != healthy;
+            *current = healthy;
+            if changed && healthy {
+                tracing::info!("store writable again: resuming intake");
+            }
+            changed
+        });
+    }
+}
+
+/// A store-failure backoff: short at first, at most a few seconds apart.
+pub(crate) fn store_backoff() -> Backoff {
+    Backoff::new(Duration::from_millis(50), Duration::from_secs(5), 2.0)
+}
+
+/// Hands completions to the flusher task.
+#[derive(Clone)]
+pub(crate) struct Durability {
+    tx: mpsc::Sender<Ack>,
+}
+
+impl Durability {
+    /// Completes `ack` once every store write made before the call is durable.
+    pub(crate) async fn release(&self, ack: Ack) {
+        // If the flusher is gone the ack comes back and is dropped, abandoning it: the
+        // broker redelivers and the store deduplicates.
+        let _ = self.tx.send(ack).await;
+    }
+}
+
+/// Starts the flusher. It ends when every [`Durability`] is dropped (after a last flush)
+/// or when `hard_stop` turns true (abandoning what it holds).
+pub(crate) fn spawn_flusher<S: IdempotencyStore>(
+    store: Arc<S>,
+    config: DurabilityConfig,
+    health: StoreHealth,
+    hard_stop: watch::Receiver<bool>,
+) -> (Durability, JoinHandle<()>) {
+    let (tx, rx) = mpsc::channel(config.max_group.max(1));
+    let flusher = Flusher {
+        store,
+        config,
+        health,
+        hard_stop,
+        rx,
+    };
+    (Durability { tx }, tokio::spawn(flusher.run()))
+}
+
+struct Flusher<S> {
+    store: Arc<S>,
+    config: DurabilityConfig,
+    health: StoreHealth,
+    hard_stop: watch::Receiver<bool>,
+    rx: mpsc::Receiver<Ack>,
+}
+
+impl<S: IdempotencyStore> Flusher<S> {
+    async fn run(mut self) {
+        while let Some(first) = self.rx.recv().await {
+            let group = self.gather(first).await;
+            if !self.flush_until_durable().await {
+                return; // Hard stop: dropping the group abandons its acks.
+            }
+            for ack in group {
+                ack.complete();
+            }
+        }
+    }
+
+    /// Collects a group: whatever arrives within `flush_interval`, up to `max_group`.
+    async fn gather(&mut self, first: Ack) -> Vec<Ack> {
+        let deadline = Instant::now() + self.config.flush_interval;
+        let mut group = vec![first];
+        while group.len() < self.config.max_group {
+            let next = match self.rx.try_recv() {
+                Ok(ack) => Some(ack),
+                Err(_) => tokio::time::timeout_at(deadline, self.rx.recv())
+                    .await
+                    .ok()
+                    .flatten(),
+            };
+            let Some(ack) = next else { break };
+            group.push(ack);
+        }
+        group
+    }
+
+    /// Flushes, retrying while the store fails. Returns false on a hard stop.
+    async fn flush_until_durable(&mut self) -> bool {
+        let mut backoff = store_backoff();
+        loop {
+            let result = if self.store.flush_blocks() {
+                let store = Arc::clone(&self.store);
+                tokio::task::spawn_blocking(move || store.flush()).await
+            } else {
+                Ok(self.store.flush())
+            };
+            match result {
+                Ok(Ok(())) => {
+                    self.health.report(Ok(()));
+                    return true;
+                }
+                Ok(Err(err)) => self.health.report(Err(&err)),
+                Err(join) => tracing::error!(error = %join, "store flush task failed"),
+            }
+            if *self.hard_stop.borrow() {
+                return false;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(backoff.next_delay()) => {}
+                changed = self.hard_stop.changed() => {
+                    if changed.is_err() {
+                        return false; // The pipeline is gone.
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,389 @@
+//! Carries one message through admission, attempts and settlement. Decisions come from
+//! [`decision`](super::decision); this module gathers facts and acts on them.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::attempt::{self, Failure};
+use super::config::PipelineConfig;
+use super::decision::{self, Admission, AfterFailure, DeadLetterOrder, Decision, Next};
+use super::durability::{store_backoff, Durability, StoreHealth};
+use super::stats::{bump, Stats};
+use crate::breaker::{BreakerState, CallResult, CircuitBreaker, Permit};
+use crate::dead_letter::{header, DeadLetter, DeadLetterInfo, DeadLetterKind, DeadLetterSink};
+use crate::handler::Handler;
+use crate::limits::LimitViolation;
+use crate::message::Message;
+use crate::retry::Backoff;
+use crate::source::{Ack, Delivery};
+use crate::store::{
+    AttemptRecord, IdempotencyStore, KeyState, ParkRecord, SettledOutcome, StoreError,
+};
+
+/// Everything the workers of one pipeline share.
+pub(crate) struct Shared<H, S, D> {
+    pub handler: H,
+    pub store: Arc<S>,
+    pub sink: D,
+    pub breaker: Arc<CircuitBreaker>,
+    pub durability: Durability,
+    pub health: StoreHealth,
+    pub config: PipelineConfig,
+    pub stats: Arc<Stats>,
+    /// Turns true when a graceful stop begins: waits (backoff, breaker) are abandoned.
+    pub stopping: watch::Receiver<bool>,
+}
+
+/// A message admitted into the pipeline, with its keys worked out.
+pub(crate) struct Job {
+    pub delivery: Delivery,
+    pub idempotency_key: Option<Bytes>,
+    pub ordering_key: Option<Bytes>,
+    pub violation: Option<LimitViolation>,
+}
+
+enum Fate {
+    Processed,
+    Duplicate,
+    DeadLetter {
+        order: DeadLetterOrder,
+        attempts: u32,
+        first_failed_at: Option<SystemTime>,
+    },
+}
+
+/// Runs one job to its end. Returns early (abandoning the ack, so the broker redelivers)
+/// only when the pipeline is stopping.
+pub(crate) async fn run<H, S, D>(shared: Arc<Shared<H, S, D>>, job: Job)
+where
+    H: Handler,
+    S: IdempotencyStore,
+    D: DeadLetterSink,
+{
+    let Job {
+        delivery: Delivery { mut message, ack },
+        idempotency_key,
+        ordering_key,
+        violation,
+    } = job;
+    let worker = Worker {
+        shared: &shared,
+        tracked: idempotency_key.filter(|_| shared.config.idempotency.enabled),
+        ordering_key,
+    };
+    let Some((decision, crashes)) = worker.admit(&message, violation.as_ref()).await else {
+        return;
+    };
+    let fate = match decision {
+        Decision::Run => match worker.attempts(&mut message).await {
+            Some(fate) => fate,
+            None => return,
+        },
+        Decision::SkipDuplicate => Fate::Duplicate,
+        // Attempts made before admission are the crashed ones (zero unless crash-loop).
+        Decision::DeadLetter(order) => Fate::DeadLetter {
+            attempts: if order.kind == DeadLetterKind::CrashLoop {
+                crashes.crashes
+            } else {
+                0
+            },
+            first_failed_at: crashes
+                .first_started_at
+                .filter(|_| order.kind == DeadLetterKind::CrashLoop),
+            order,
+        },
+    };
+    worker.settle(message, ack, fate).await;
+}
+
+struct Worker<'a, H, S, D> {
+    shared: &'a Shared<H, S, D>,
+    /// The idempotency key, when idempotency is on and the message has one.
+    tracked: Option<Bytes>,
+    ordering_key: Option<Bytes>,
+}
+
+impl<H: Handler, S: IdempotencyStore, D: DeadLetterSink> Worker<'_, H, S, D> {
+    fn config(&self) -> &PipelineConfig {
+        &self.shared.config
+    }
+
+    async fn admit(
+        &self,
+        message: &Message,
+        violation: Option<&LimitViolation>,
+    ) -> Option<(Decision, AttemptRecord)> {
+        let not_before = SystemTime::now()
+            .checked_sub(self.config().idempotency.dedup_window)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        let state = match &self.tracked {
+            Some(key) => self.store_op(|s| s.lookup(key, not_before)).await?,
+            None => KeyState::default(),
+        };
+        let parked = match &self.ordering_key {
+            Some(key) => self.store_op(|s| s.parked(key)).await?,
+            None => None,
+        };
+        let admission = Admission {
+            violation,
+            settled: state.settled,
+            attempts: state.attempts,
+            is_replay: message.headers().get(header::REPLAY_OF).is_some(),
+            parked: parked.as_ref(),
+        };
+        Some((decision::admit(&admission, self.config()), state.attempts))
+    }
+
+    async fn attempts(&self, message: &mut Message) -> Option<Fate> {
+        let config = self.config();
+        let mut budget = Budget::new();
+        loop {
+            let permit = self.permit(&mut budget).await?;
+            budget.attempt += 1;
+            if let Some(key) = &self.tracked {
+                self.store_op(|s| s.begin_attempt(key, SystemTime::now()))
+                    .await?;
+            }
+            message.set_attempt(budget.attempt);
+            let handler = &self.shared.handler;
+            let failure = match attempt::call(handler, message, config.handler_timeout).await {
+                Ok(()) => {
+                    self.shared.breaker.record(permit, CallResult::Success);
+                    return Some(Fate::Processed);
+                }
+                Err(failure) => failure,
+            };
+            self.count_failure(&failure);
+            if let Some(key) = &self.tracked {
+                self.store_op(|s| s.end_attempt(key)).await?;
+            }
+            let breaker = self.shared.breaker.record(permit, failure.call_result());
+            let facts = budget.after(&failure, breaker, config);
+            match decision::after_failure(&facts, config) {
+                Next::Retry(delay) => {
+                    bump(&self.shared.stats.retries);
+                    tracing::debug!(attempt = budget.attempt, error = %failure.describe(), delay = ?delay, "retrying");
+                    Box::pin(self.until_stopping(tokio::time::sleep(delay))).await?;
+                }
+                Next::DeadLetter(order) => {
+                    return Some(Fate::DeadLetter {
+                        order,
+                        attempts: budget.attempt,
+                        first_failed_at: budget.first_failed_at,
+                    });
+                }
+            }
+        }
+    }
+
+    /// The breaker's permission for the next attempt; time spent waiting for it is
+    /// not charged to the retry budget.
+    async fn permit(&self, budget: &mut Budget) -> Option<Permit> {
+        if let Some(permit) = self.shared.breaker.try_acquire() {
+            return Some(permit);
+        }
+        let waiting = Instant::now();
+        // Boxed: waiting is rare, and keeping its state out of this future keeps every
+        // message's task small.
+        let permit = Box::pin(self.until_stopping(self.shared.breaker.acquire())).await?;
+        budget.held += waiting.elapsed();
+        Some(permit)
+    }
+
+    fn count_failure(&self, failure: &Failure) {
+        match failure {
+            Failure::Panic(_) => bump(&self.shared.stats.panics),
+            Failure::Timeout(_) => bump(&self.shared.stats.timeouts),
+            Failure::Handler(_) => {}
+        }
+    }
+
+    async fn settle(&self, message: Message, ack: Ack, fate: Fate) {
+        let stats = &self.shared.stats;
+        match fate {
+            Fate::Duplicate => bump(&stats.duplicates),
+            Fate::Processed => {
+                if let Some(key) = &self.tracked {
+                    let now = SystemTime::now();
+                    let settled = self.store_op(|s| s.settle(key, SettledOutcome::Processed, now));
+                    if settled.await.is_none() {
+                        return;
+                    }
+                }
+                bump(&stats.processed);
+            }
+            Fate::DeadLetter {
+                order,
+                attempts,
+                first_failed_at,
+            } => {
+                let dead_letter = self.dead_letter(message, order, attempts, first_failed_at);
+                if Box::pin(dead_letter).await.is_none() {
+                    return;
+                }
+            }
+        }
+        self.shared.durability.release(ack).await;
+    }
+
+    async fn dead_letter(
+        &self,
+        message: Message,
+        order: DeadLetterOrder,
+        attempts: u32,
+        first_failed_at: Option<SystemTime>,
+    ) -> Option<()> {
+        let now = SystemTime::now();
+        let kind = order.kind;
+        let letter = DeadLetter {
+            info: DeadLetterInfo {
+                kind,
+                error: order.error,
+                attempts,
+                source: Arc::clone(&message.origin().source),
+                position: message.origin().position.clone(),
+                first_failed_at: first_failed_at.unwrap_or(now),
+                failed_at: now,
+                idempotency_key: self.tracked.clone(),
+                ordering_key: self.ordering_key.clone(),
+                blocked_by: order.blocked_by,
+            },
+            message,
+        };
+        self.send_dead_letter(&letter).await?;
+        if let Some(key) = &self.tracked {
+            self.store_op(|s| s.settle(key, SettledOutcome::DeadLettered, now))
+                .await?;
+        }
+        let policy = self.config().on_dead_letter;
+        if let Some(ordering_key) = self
+            .ordering_key
+            .as_ref()
+            .filter(|_| decision::parks_key(kind, policy))
+        {
+            let record = ParkRecord {
+                blocked_by: blocker_name(&letter),
+                since: now,
+            };
+            self.store_op(|s| s.park(ordering_key, &record)).await?;
+            tracing::warn!(key = %String::from_utf8_lossy(ordering_key), blocked_by = %record.blocked_by, "ordering key parked");
+        }
+        self.count_dead_letter(kind);
+        tracing::info!(kind = kind.as_str(), error = %letter.info.error, "dead-lettered");
+        Some(())
+    }
+
+    fn count_dead_letter(&self, kind: DeadLetterKind) {
+        let stats = &self.shared.stats;
+        bump(&stats.dead_lettered);
+        match kind {
+            DeadLetterKind::Parked => bump(&stats.parked),
+            DeadLetterKind::CrashLoop => bump(&stats.crash_loops),
+            _ => {}
+        }
+    }
+
+    /// Sends until the sink confirms; while it fails, this key does not advance.
+    async fn send_dead_letter(&self, letter: &DeadLetter) -> Option<()> {
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10), 2.0);
+        loop {
+            match self.shared.sink.send(letter).await {
+                Ok(()) => return Some(()),
+                Err(err) => tracing::warn!(error = %err, "dead-letter write failed; retrying"),
+            }
+            self.until_stopping(tokio::time::sleep(backoff.next_delay()))
+                .await?;
+        }
+    }
+
+    /// Runs a store operation, retrying while the store fails (intake is paused then).
+    async fn store_op<T>(&self, op: impl Fn(&S) -> Result<T, StoreError>) -> Option<T> {
+        match op(&self.shared.store) {
+            Ok(value) => Some(value),
+            Err(err) => {
+                self.shared.health.report(Err(&err));
+                Box::pin(self.store_retry(op)).await
+            }
+        }
+    }
+
+    async fn store_retry<T>(&self, op: impl Fn(&S) -> Result<T, StoreError>) -> Option<T> {
+        let mut backoff = store_backoff();
+        loop {
+            self.until_stopping(tokio::time::sleep(backoff.next_delay()))
+                .await?;
+            match op(&self.shared.store) {
+                Ok(value) => {
+                    self.shared.health.report(Ok(()));
+                    return Some(value);
+                }
+                Err(err) => self.shared.health.report(Err(&err)),
+            }
+        }
+    }
+
+    /// Awaits `wait`, or gives up with `None` when the pipeline starts stopping.
+    async fn until_stopping<T>(&self, wait: impl std::future::Future<Output = T>) -> Option<T> {
+        let mut stopping = self.shared.stopping.clone();
+        tokio::select! {
+            value = wait => Some(value),
+            _ = stopping.wait_for(|stop| *stop) => None,
+        }
+    }
+}
+
+/// What a message has used of its retry budget.
+struct Budget {
+    attempt: u32,
+    /// Failed attempts made while the breaker stayed closed.
+    counted: u32,
+    began: Instant,
+    /// Time spent held by the breaker.
+    held: Duration,
+    first_failed_at: Option<SystemTime>,
+    backoff: Option<Backoff>,
+}
+
+impl Budget {
+    fn new() -> Self {
+        Self {
+            attempt: 0,
+            counted: 0,
+            began: Instant::now(),
+            held: Duration::ZERO,
+            first_failed_at: None,
+            backoff: None,
+        }
+    }
+
+    /// Records a failure and gathers the facts the decision needs.
+    fn after<'f>(
+        &mut self,
+        failure: &'f Failure,
+        breaker: BreakerState,
+        config: &PipelineConfig,
+    ) -> AfterFailure<'f> {
+        self.first_failed_at.get_or_insert_with(SystemTime::now);
+        self.counted += u32::from(breaker == BreakerState::Closed);
+        let backoff = self.backoff.get_or_insert_with(|| config.retry.backoff());
+        AfterFailure {
+            failure,
+            budget_attempts: self.counted,
+            budget_elapsed: self.began.elapsed().saturating_sub(self.held),
+            breaker,
+            backoff: backoff.next_delay(),
+        }
+    }
+}
+
+/// Names the message blocking a parked key: its idempotency key, else its position.
+fn blocker_name(letter: &DeadLetter) -> String {
+    match &letter.info.idempotency_key {
+        Some(key) => String::from_utf8_lossy(key).into_owned(),
+        None => format!("{} {}", letter.info.source, letter.info.position),
+    }
+}

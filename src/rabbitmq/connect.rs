@@ -1,0 +1,193 @@
+//! Connections, channels and the topology Seawall declares.
+
+use lapin::options::{
+    BasicConsumeOptions, BasicQosOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
+    QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{Channel, Connection, ConnectionProperties, Consumer, ExchangeKind};
+
+use super::config::{AmqpUrl, RabbitConfig};
+use super::error::{RabbitError, RabbitErrorKind};
+
+/// A connection with one channel.
+pub(crate) struct Link {
+    pub connection: Connection,
+    pub channel: Channel,
+}
+
+impl Link {
+    pub(crate) async fn open(url: &AmqpUrl, name: &str) -> Result<Self, RabbitError> {
+        let context = || format!("connecting to {url}");
+        let properties = ConnectionProperties::default().with_connection_name(name.into());
+        let connection = Connection::connect(url.expose(), properties)
+            .await
+            .map_err(|e| RabbitError::new(RabbitErrorKind::Connect, context(), e))?;
+        let channel = connection
+            .create_channel()
+            .await
+            .map_err(|e| RabbitError::new(RabbitErrorKind::Connect, context(), e))?;
+        Ok(Self {
+            connection,
+            channel,
+        })
+    }
+
+    /// Closes the channel and the connection, ignoring failures: the broker cleans up
+    /// after a connection that is already gone.
+    pub(crate) async fn close(&self) {
+        let _ = self.channel.close(200, "seawall stopping".into()).await;
+        let _ = self.connection.close(200, "seawall stopping".into()).await;
+    }
+}
+
+fn exchange_kind(name: &str) -> ExchangeKind {
+    match name {
+        "direct" => ExchangeKind::Direct,
+        "fanout" => ExchangeKind::Fanout,
+        "headers" => ExchangeKind::Headers,
+        _ => ExchangeKind::Topic,
+    }
+}
+
+fn topology(context: String) -> impl FnOnce(lapin::Error) -> RabbitError {
+    move |e| RabbitError::new(RabbitErrorKind::Topology, context, e)
+}
+
+/// Declares the source queue and its bindings, or checks that it exists.
+async fn declare_source(channel: &Channel, config: &RabbitConfig) -> Result<(), RabbitError> {
+    let queue = config.queue.as_str();
+    let Some(declare) = &config.declare else {
+        let passive = QueueDeclareOptions {
+            passive: true,
+            ..QueueDeclareOptions::default()
+        };
+        channel
+            .queue_declare(queue.into(), passive, FieldTable::default())
+            .await
+            .map_err(topology(format!(
+                "queue `{queue}` does not exist on {}",
+                config.url
+            )))?;
+        return Ok(());
+    };
+    channel
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions::durable(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(topology(format!("declaring queue `{queue}`")))?;
+    if declare.exchange.is_empty() {
+        return Ok(());
+    }
+    let exchange = declare.exchange.as_str();
+    let durable = ExchangeDeclareOptions {
+        durable: true,
+        ..ExchangeDeclareOptions::default()
+    };
+    channel
+        .exchange_declare(
+            exchange.into(),
+            exchange_kind(&declare.exchange_kind),
+            durable,
+            FieldTable::default(),
+        )
+        .await
+        .map_err(topology(format!("declaring exchange `{exchange}`")))?;
+    for key in &declare.routing_keys {
+        channel
+            .queue_bind(
+                queue.into(),
+                exchange.into(),
+                key.as_str().into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(topology(format!(
+                "binding queue `{queue}` to `{exchange}` with `{key}`"
+            )))?;
+    }
+    Ok(())
+}
+
+/// Opens a consuming channel: prefetch, topology, `basic.consume` with manual acks.
+pub(crate) async fn open_consumer(
+    config: &RabbitConfig,
+    tag: &str,
+) -> Result<(Link, Consumer), RabbitError> {
+    let link = Link::open(&config.url, &format!("seawall source {}", config.queue)).await?;
+    link.channel
+        .basic_qos(config.prefetch, BasicQosOptions::default())
+        .await
+        .map_err(|e| RabbitError::new(RabbitErrorKind::Connect, "setting prefetch", e))?;
+    declare_source(&link.channel, config).await?;
+    let consumer = link
+        .channel
+        .basic_consume(
+            config.queue.as_str().into(),
+            tag.into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(topology(format!("consuming from queue `{}`", config.queue)))?;
+    Ok((link, consumer))
+}
+
+/// Opens a publishing channel with confirms, and declares (or checks) the dead-letter
+/// exchange and queue.
+pub(crate) async fn open_dead_letter_publisher(config: &RabbitConfig) -> Result<Link, RabbitError> {
+    let link = Link::open(
+        &config.url,
+        &format!("seawall dead-letter {}", config.queue),
+    )
+    .await?;
+    link.channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .map_err(|e| {
+            RabbitError::new(RabbitErrorKind::Connect, "enabling publisher confirms", e)
+        })?;
+    let exchange = config.dead_letter_exchange();
+    let queue = config.dead_letter_queue();
+    let passive = config.dead_letter.passive;
+    let exchange_options = ExchangeDeclareOptions {
+        durable: true,
+        passive,
+        ..ExchangeDeclareOptions::default()
+    };
+    link.channel
+        .exchange_declare(
+            exchange.as_str().into(),
+            ExchangeKind::Fanout,
+            exchange_options,
+            FieldTable::default(),
+        )
+        .await
+        .map_err(topology(format!("dead-letter exchange `{exchange}`")))?;
+    let queue_options = QueueDeclareOptions {
+        durable: true,
+        passive,
+        ..QueueDeclareOptions::default()
+    };
+    link.channel
+        .queue_declare(queue.as_str().into(), queue_options, FieldTable::default())
+        .await
+        .map_err(topology(format!("dead-letter queue `{queue}`")))?;
+    if !passive {
+        link.channel
+            .queue_bind(
+                queue.as_str().into(),
+                exchange.as_str().into(),
+                "".into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(topology(format!("binding `{queue}` to `{exchange}`")))?;
+    }
+    Ok(link)
+}

@@ -1,0 +1,260 @@
+//! The queue source: consumes with manual acks, acks what the pipeline completes, and
+//! reconnects by itself.
+//!
+//! A driver task owns the connection. Deliveries go to the pipeline through a bounded
+//! queue; while the pipeline does not pull, the driver waits and the broker stops at
+//! `prefetch` unacknowledged deliveries — that is the backpressure. Acks go through an
+//! ack task that drops any ack for a delivery of an earlier connection, so a delivery tag
+//! is never acked on a channel it did not come from. Seawall never requeues to retry:
+//! a requeue would break per-key order.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use futures::StreamExt;
+use lapin::options::BasicAckOptions;
+use lapin::Acker;
+use lapin::Consumer;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use super::config::RabbitConfig;
+use super::connect::{open_consumer, Link};
+use super::convert::to_message;
+use super::error::RabbitError;
+use crate::retry::Backoff;
+use crate::source::{Ack, Delivery, Settle, Source, SourceError};
+
+struct AckCommand {
+    generation: u64,
+    acker: Acker,
+}
+
+struct RabbitAck {
+    generation: u64,
+    acker: Acker,
+    acks: mpsc::Sender<AckCommand>,
+}
+
+impl Settle for RabbitAck {
+    fn complete(self: Box<Self>) {
+        let command = AckCommand {
+            generation: self.generation,
+            acker: self.acker,
+        };
+        // The queue holds more than the broker lets be unacknowledged, so it is full only
+        // if the ack task stalls; then ack from a task of its own rather than lose it.
+        if let Err(mpsc::error::TrySendError::Full(command)) = self.acks.try_send(command) {
+            tokio::spawn(async move {
+                let _ = command.acker.ack(BasicAckOptions::default()).await;
+            });
+        }
+    }
+
+    fn abandon(self: Box<Self>) {
+        // Left unacknowledged: the broker redelivers it when the channel closes.
+    }
+}
+
+/// Counts the connections a source lost (and re-established), for observing it.
+#[derive(Clone, Debug)]
+pub struct ConnectionLosses(Arc<AtomicU64>);
+
+impl ConnectionLosses {
+    /// Connections lost so far.
+    pub fn get(&self) -> u64 {
+        // The generation starts at 1 and goes up by one per loss.
+        self.0.load(Ordering::SeqCst) - 1
+    }
+}
+
+/// Consumes a RabbitMQ queue. Build with [`RabbitSource::connect`].
+pub struct RabbitSource {
+    generation: Arc<AtomicU64>,
+    deliveries: mpsc::Receiver<Delivery>,
+    stop: watch::Sender<bool>,
+    driver: Option<JoinHandle<()>>,
+}
+
+impl RabbitSource {
+    /// Connects, declares (or checks) the queue and starts consuming. Fails naming the
+    /// queue if it does not exist and Seawall is not to declare it.
+    pub async fn connect(config: RabbitConfig) -> Result<Self, crate::Error> {
+        config.validate()?;
+        let generation = Arc::new(AtomicU64::new(1));
+        let tag = format!("seawall-{}-{}", std::process::id(), config.queue);
+        let (link, consumer) = open_consumer(&config, &tag).await?;
+        let capacity = usize::from(config.prefetch).max(1);
+        let (deliveries_tx, deliveries) = mpsc::channel(capacity);
+        let (acks_tx, acks_rx) = mpsc::channel(capacity * 4 + 64);
+        let (stop, stop_rx) = watch::channel(false);
+        let ack_task = tokio::spawn(ack_loop(acks_rx, Arc::clone(&generation)));
+        let driver = Driver {
+            queue: Arc::from(config.queue.as_str()),
+            tag,
+            config,
+            deliveries: deliveries_tx,
+            acks: acks_tx,
+            generation: Arc::clone(&generation),
+            stop: stop_rx,
+        };
+        let session = Session {
+            link,
+            consumer,
+            generation: 1,
+        };
+        Ok(Self {
+            generation,
+            deliveries,
+            stop,
+            driver: Some(tokio::spawn(driver.run(session, ack_task))),
+        })
+    }
+}
+
+impl RabbitSource {
+    /// A counter of the connections this source lost and re-established.
+    pub fn connection_losses(&self) -> ConnectionLosses {
+        ConnectionLosses(Arc::clone(&self.generation))
+    }
+}
+
+impl Source for RabbitSource {
+    async fn next(&mut self) -> Option<Result<Delivery, SourceError>> {
+        self.deliveries.recv().await.map(Ok)
+    }
+
+    async fn close(&mut self) {
+        self.stop.send_replace(true);
+        // Deliveries never pulled abandon as they drop, releasing their ack senders.
+        self.deliveries.close();
+        while self.deliveries.try_recv().is_ok() {}
+        if let Some(driver) = self.driver.take() {
+            let _ = driver.await;
+        }
+    }
+}
+
+impl Drop for RabbitSource {
+    fn drop(&mut self) {
+        self.stop.send_replace(true);
+    }
+}
+
+async fn ack_loop(mut commands: mpsc::Receiver<AckCommand>, current: Arc<AtomicU64>) {
+    while let Some(command) = commands.recv().await {
+        if command.generation != current.load(Ordering::SeqCst) || !command.acker.usable() {
+            tracing::debug!(
+                "dropping the ack of a delivery from a lost channel; the broker redelivers it"
+            );
+            continue;
+        }
+        if let Err(err) = command.acker.ack(BasicAckOptions::default()).await {
+            tracing::warn!(error = %err, "ack failed; the broker will redeliver the message");
+        }
+    }
+}
+
+struct Session {
+    link: Link,
+    consumer: Consumer,
+    generation: u64,
+}
+
+enum Ended {
+    Stopped,
+    Lost(String),
+}
+
+struct Driver {
+    queue: Arc<str>,
+    tag: String,
+    config: RabbitConfig,
+    deliveries: mpsc::Sender<Delivery>,
+    acks: mpsc::Sender<AckCommand>,
+    generation: Arc<AtomicU64>,
+    stop: watch::Receiver<bool>,
+}
+
+impl Driver {
+    async fn run(mut self, mut session: Session, ack_task: JoinHandle<()>) {
+        loop {
+            let ended = self.forward(&mut session).await;
+            if let Ended::Lost(reason) = ended {
+                // Acks still queued for the lost channel must not reach the next one.
+                self.generation.fetch_add(1, Ordering::SeqCst);
+                tracing::warn!(queue = %self.queue, %reason, "RabbitMQ connection lost; reconnecting");
+                session.link.close().await;
+                match self.reconnect().await {
+                    Some(next) => {
+                        session = next;
+                        continue;
+                    }
+                    None => break,
+                }
+            }
+            // Stopped: let the last acks out before the connection closes.
+            drop(self.acks);
+            let _ = ack_task.await;
+            session.link.close().await;
+            return;
+        }
+        drop(self.acks);
+        let _ = ack_task.await;
+    }
+
+    async fn forward(&mut self, session: &mut Session) -> Ended {
+        loop {
+            let next = tokio::select! {
+                next = session.consumer.next() => next,
+                _ = self.stop.wait_for(|stop| *stop) => return Ended::Stopped,
+            };
+            let delivery = match next {
+                Some(Ok(delivery)) => delivery,
+                Some(Err(err)) => return Ended::Lost(err.to_string()),
+                None => return Ended::Lost("the broker cancelled the consumer".to_owned()),
+            };
+            let (message, acker) = to_message(&self.queue, delivery);
+            let ack = Ack::new(RabbitAck {
+                generation: session.generation,
+                acker,
+                acks: self.acks.clone(),
+            });
+            tokio::select! {
+                sent = self.deliveries.send(Delivery::new(message, ack)) => {
+                    if sent.is_err() {
+                        return Ended::Stopped;
+                    }
+                }
+                _ = self.stop.wait_for(|stop| *stop) => return Ended::Stopped,
+            }
+        }
+    }
+
+    async fn reconnect(&mut self) -> Option<Session> {
+        let reconnect = &self.config.reconnect;
+        let mut backoff = Backoff::new(reconnect.initial, reconnect.max, 2.0);
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(backoff.next_delay()) => {}
+                _ = self.stop.wait_for(|stop| *stop) => return None,
+            }
+            match open_consumer(&self.config, &self.tag).await {
+                Ok((link, consumer)) => {
+                    tracing::info!(queue = %self.queue, "reconnected to RabbitMQ");
+                    let generation = self.generation.load(Ordering::SeqCst);
+                    return Some(Session {
+                        link,
+                        consumer,
+                        generation,
+                    });
+                }
+                Err(err) => report_reconnect_failure(&err),
+            }
+        }
+    }
+}
+
+fn report_reconnect_failure(err: &RabbitError) {
+    tracing::warn!(error = %err, recoverable = err.is_recoverable(), "reconnecting to RabbitMQ failed; retrying");
+}

@@ -1,0 +1,199 @@
+//! The in-flight journal: which messages are inside a handler right now.
+//!
+//! Crash-loop detection needs to know, after the process died, which messages it died
+//! on. Flushing the store before every handler call would cost a flush per attempt; the
+//! journal instead writes the key into a slot of a small file with one `pwrite` and clears
+//! it with another. A write that reached the kernel survives the death of the process
+//! (abort, OOM kill, segfault), which is the failure this guards against; it may not
+//! survive a power loss, which no message causes. At open, slots still set are the
+//! messages the last run died on.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::Read;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+use std::time::SystemTime;
+
+use bytes::Bytes;
+
+use super::error::{StoreError, StoreErrorKind};
+use super::record::{from_millis, millis};
+
+const SLOT: usize = 512;
+const HEADER: usize = 1 + 8 + 2;
+const MAX_KEY: usize = SLOT - HEADER;
+const SET: u8 = 1;
+const CLEAR: u8 = 0;
+
+#[derive(Default)]
+struct Slots {
+    by_key: HashMap<Bytes, u64>,
+    free: Vec<u64>,
+    next: u64,
+}
+
+/// A file of fixed-size slots, one per message inside a handler.
+pub(crate) struct InflightJournal {
+    file: File,
+    slots: Mutex<Slots>,
+}
+
+fn io(err: std::io::Error) -> StoreError {
+    StoreError::new(StoreErrorKind::Io, err)
+}
+
+/// The form of a key the journal and the sled store use: the key itself, or for keys
+/// longer than a slot, a prefix plus a hash of the whole key. The store keeps every
+/// record under this form, so the crash records the journal produces match lookups.
+pub(crate) fn journal_key(key: &[u8]) -> Cow<'_, [u8]> {
+    if key.len() <= MAX_KEY {
+        return Cow::Borrowed(key);
+    }
+    // FNV-1a: fixed, so the same long key maps to the same slot key in every run.
+    let hash = key.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    let mut short = key[..MAX_KEY - 17].to_vec();
+    short.extend_from_slice(format!("#{hash:016x}").as_bytes());
+    Cow::Owned(short)
+}
+
+impl InflightJournal {
+    /// Opens the journal at `path`, returning the entries a dead run left behind (key,
+    /// when its attempt started) and clearing them.
+    pub(crate) fn open(path: &Path) -> Result<(Self, Vec<(Bytes, SystemTime)>), StoreError> {
+        let open_err = |e: std::io::Error| StoreError::new(StoreErrorKind::Open, e).at(path);
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(open_err)?;
+        let mut contents = Vec::new();
+        file.read_to_end(&mut contents).map_err(open_err)?;
+        let left_behind = contents.chunks(SLOT).filter_map(decode_slot).collect();
+        let journal = Self {
+            file,
+            slots: Mutex::new(Slots::default()),
+        };
+        Ok((journal, left_behind))
+    }
+
+    /// Clears the journal once what it held is recorded elsewhere.
+    pub(crate) fn reset(&self) -> Result<(), StoreError> {
+        self.file.set_len(0).map_err(io)?;
+        *self.lock() = Slots::default();
+        Ok(())
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Slots> {
+        // Slot bookkeeping is updated in single statements; a poisoned lock is consistent.
+        self.slots.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Marks `key` as inside a handler since `now`.
+    /// `key` must be in its journal form ([`journal_key`]).
+    pub(crate) fn enter(&self, key: &[u8], now: SystemTime) -> Result<(), StoreError> {
+        let slot = {
+            let mut slots = self.lock();
+            if slots.by_key.contains_key(key) {
+                return Ok(());
+            }
+            let slot = match slots.free.pop() {
+                Some(slot) => slot,
+                None => {
+                    slots.next += 1;
+                    slots.next - 1
+                }
+            };
+            slots.by_key.insert(Bytes::copy_from_slice(key), slot);
+            slot
+        };
+        // Built on the stack: this runs before every handler call.
+        let mut entry = [0u8; SLOT];
+        entry[0] = SET;
+        entry[1..9].copy_from_slice(&millis(now).to_be_bytes());
+        entry[9..HEADER].copy_from_slice(&(key.len() as u16).to_be_bytes());
+        entry[HEADER..HEADER + key.len()].copy_from_slice(key);
+        self.file
+            .write_all_at(&entry[..HEADER + key.len()], slot * SLOT as u64)
+            .map_err(io)
+    }
+
+    /// Marks `key` as no longer inside a handler.
+    pub(crate) fn leave(&self, key: &[u8]) -> Result<(), StoreError> {
+        let Some(slot) = self.lock().by_key.remove(key) else {
+            return Ok(());
+        };
+        let result = self
+            .file
+            .write_all_at(&[CLEAR], slot * SLOT as u64)
+            .map_err(io);
+        // A slot whose clear failed stays out of use: reusing it could not make it worse,
+        // but keeping it set would report a crash that did not happen.
+        if result.is_ok() {
+            self.lock().free.push(slot);
+        }
+        result
+    }
+}
+
+fn decode_slot(slot: &[u8]) -> Option<(Bytes, SystemTime)> {
+    if slot.len() < HEADER || slot[0] != SET {
+        return None;
+    }
+    let mut at = [0u8; 8];
+    at.copy_from_slice(&slot[1..9]);
+    let len = usize::from(u16::from_be_bytes([slot[9], slot[10]]));
+    let key = slot.get(HEADER..HEADER + len)?;
+    Some((
+        Bytes::copy_from_slice(key),
+        from_millis(u64::from_be_bytes(at)),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_left_set_are_reported_at_open() {
+        let dir = std::env::temp_dir().join(format!("seawall-journal-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("inflight.journal");
+        let now = from_millis(1_700_000_000_000);
+        {
+            let (journal, left) = InflightJournal::open(&path).unwrap();
+            assert!(left.is_empty());
+            for key in ["a", "b", "c"] {
+                journal.enter(&Bytes::from(key), now).unwrap();
+            }
+            journal.leave(b"b").unwrap();
+            journal.enter(&Bytes::from("d"), now).unwrap(); // reuses b's slot
+        }
+        let (journal, mut left) = InflightJournal::open(&path).unwrap();
+        left.sort();
+        let keys: Vec<_> = left.iter().map(|(k, _)| k.clone()).collect();
+        assert_eq!(keys, ["a", "c", "d"]);
+        assert_eq!(left[0].1, now);
+        journal.reset().unwrap();
+        drop(journal);
+        assert!(InflightJournal::open(&path).unwrap().1.is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn long_keys_get_a_stable_short_form() {
+        let long = vec![b'x'; 2000];
+        let short = journal_key(&long);
+        assert!(short.len() <= MAX_KEY);
+        assert_eq!(short, journal_key(&long));
+        let mut other = long.clone();
+        other[1999] = b'y';
+        assert_ne!(short, journal_key(&other));
+    }
+}

@@ -1,0 +1,3 @@
+//! Transports that need no broker.
+
+pub mod memory;
