@@ -18,7 +18,9 @@ if [ -z "${AMQP_URL:-}" ]; then
   fi
   if ! rabbit_up; then
     log "starting RabbitMQ"
-    rabbitmq-server -detached >&2 || true
+    # Detached and with every standard stream redirected: a daemon that kept this script's
+    # output open would make a caller reading it (`$(scripts/brokers.sh)`) wait forever.
+    rabbitmq-server -detached </dev/null >/dev/null 2>&1 || true
   fi
   timeout 180 rabbitmqctl -q await_startup >&2
   echo "export AMQP_URL='amqp://guest:guest@127.0.0.1:5672/%2f'"
@@ -36,9 +38,12 @@ if [ -z "${KAFKA_BROKERS:-}" ]; then
     log "starting tansu on 127.0.0.1:9092 (in-memory storage)"
     dir="${TMPDIR:-/tmp}/seawall-tansu"
     mkdir -p "$dir"
-    (cd "$dir" && nohup tansu broker --listener-url tcp://127.0.0.1:9092 \
-      --advertised-listener-url tcp://127.0.0.1:9092 --storage-engine memory://tansu/ \
-      >"$dir/broker.log" 2>&1 &)
+    # The redirections cover the whole subshell: `&` applies to the `cd && …` list, and
+    # a shell left holding this script's output would keep `$(scripts/brokers.sh)`
+    # waiting for as long as the broker runs.
+    (cd "$dir" && exec setsid tansu broker --listener-url tcp://127.0.0.1:9092 \
+      --advertised-listener-url tcp://127.0.0.1:9092 --storage-engine memory://tansu/) \
+      </dev/null >"$dir/broker.log" 2>&1 &
     for _ in $(seq 1 100); do tansu_up && break; sleep 0.1; done
     tansu_up || { log "tansu did not start; see $dir/broker.log"; exit 1; }
   fi
