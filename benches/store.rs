@@ -46,6 +46,39 @@ fn bench_store<S: IdempotencyStore>(c: &mut Criterion, name: &str, mut make: imp
     group.finish();
 }
 
+/// The parts of `check_and_record` one by one, on fresh keys: where a message's cost goes.
+fn bench_parts<S: IdempotencyStore>(c: &mut Criterion, name: &str, store: S) {
+    let mut group = c.benchmark_group("store-parts");
+    group.throughput(Throughput::Elements(1));
+    let mut counter = 0u64;
+    group.bench_function(format!("{name}/lookup_miss"), |b| {
+        b.iter(|| {
+            counter += 1;
+            store.lookup(format!("miss-{counter}").as_bytes(), SystemTime::UNIX_EPOCH)
+        })
+    });
+    group.bench_function(format!("{name}/begin_and_end_attempt"), |b| {
+        b.iter(|| {
+            counter += 1;
+            let key = format!("attempt-{counter}");
+            store
+                .begin_attempt(key.as_bytes(), SystemTime::now())
+                .expect("begin");
+            store.end_attempt(key.as_bytes()).expect("end");
+        })
+    });
+    group.bench_function(format!("{name}/settle"), |b| {
+        b.iter(|| {
+            counter += 1;
+            let key = format!("settle-{counter}");
+            store
+                .settle(key.as_bytes(), SettledOutcome::Processed, SystemTime::now())
+                .expect("settle");
+        })
+    });
+    group.finish();
+}
+
 fn benches(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut n = 0;
@@ -54,6 +87,8 @@ fn benches(c: &mut Criterion) {
         SledStore::open(dir.path().join(n.to_string())).expect("sled store")
     });
     bench_store(c, "memory", MemoryStore::new);
+    let parts = SledStore::open(dir.path().join("parts")).expect("sled store");
+    bench_parts(c, "sled", parts);
     let mut group = c.benchmark_group("store");
     group.sample_size(20);
     group.bench_function("sled/flush_one_write", |b| {

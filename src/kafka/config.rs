@@ -130,6 +130,20 @@ impl KafkaConfig {
         Ok(())
     }
 
+    /// Whether `topic` is one of this consumer's own dead-letter topics, reached through a
+    /// pattern subscription (`^orders-.*` also matches `orders-eu.dlq`). The source leaves
+    /// such records alone — never handled, never committed — instead of dead-lettering
+    /// dead letters again. A topic named explicitly in `topics` is always consumed.
+    pub fn is_own_dead_letter_topic(&self, topic: &str) -> bool {
+        if self.topics.iter().any(|t| t == topic) {
+            return false;
+        }
+        match &self.dead_letter.topic {
+            Some(configured) => configured == topic,
+            None => topic.ends_with(".dlq"),
+        }
+    }
+
     /// The dead-letter topic for messages from `topic`.
     pub fn dead_letter_topic(&self, topic: &str) -> String {
         self.dead_letter

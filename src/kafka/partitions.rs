@@ -181,13 +181,13 @@ impl Partitions {
         }
     }
 
-    /// Owned partitions and their commit points (for lag).
-    pub(crate) fn commit_points(&self) -> Vec<(PartitionId, i64)> {
+    /// Owned partitions and their commit points, if anything was fetched (for lag).
+    pub(crate) fn commit_points(&self) -> Vec<(PartitionId, Option<i64>)> {
         let state = self.lock();
         let mut points: Vec<_> = state
             .owned
             .keys()
-            .filter_map(|p| Some((p.clone(), state.tracker.commit_point(p)?)))
+            .map(|p| (p.clone(), state.tracker.commit_point(p)))
             .collect();
         points.sort();
         points

@@ -1,6 +1,8 @@
 //! Dead-letter topics: an idempotent producer with `acks=all`; a dead letter counts as
 //! written only when its delivery report says so.
 
+use std::collections::HashSet;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -19,13 +21,16 @@ use crate::dead_letter::{DeadLetter, DeadLetterSink, SinkError};
 pub struct KafkaDeadLetters {
     producer: FutureProducer,
     config: KafkaConfig,
+    /// Dead-letter topics known to exist: those of named topics from start-up, those of
+    /// pattern-matched topics from their first dead letter on.
+    ensured: Mutex<HashSet<String>>,
 }
 
 impl KafkaDeadLetters {
     /// Creates the producer and makes sure the dead-letter topic of every named source
     /// topic exists, creating it when the broker allows; otherwise start-up fails naming
-    /// the topic. (Topics matched by a pattern get theirs from the broker's auto-creation
-    /// on first use.)
+    /// the topic. (Topics matched by a pattern get theirs checked or created the same way
+    /// at their first dead letter.)
     pub async fn connect(config: &KafkaConfig) -> Result<Self, crate::Error> {
         config.validate()?;
         let producer: FutureProducer = config
@@ -35,6 +40,7 @@ impl KafkaDeadLetters {
         let sink = Self {
             producer,
             config: config.clone(),
+            ensured: Mutex::new(HashSet::new()),
         };
         let named: Vec<String> = config
             .topics
@@ -46,23 +52,48 @@ impl KafkaDeadLetters {
         Ok(sink)
     }
 
-    /// Whether `topic` exists, per the cluster's metadata.
-    fn exists(&self, topic: &str) -> bool {
-        self.producer
-            .client()
-            .fetch_metadata(Some(topic), Duration::from_secs(10))
-            .is_ok_and(|m| {
-                m.topics()
-                    .iter()
-                    .any(|t| t.error().is_none() && !t.partitions().is_empty())
-            })
+    /// Whether `topic` exists, per the cluster's metadata (a blocking call, so it runs on
+    /// a blocking thread).
+    async fn exists(&self, topic: &str) -> bool {
+        let (producer, topic) = (self.producer.clone(), topic.to_owned());
+        tokio::task::spawn_blocking(move || {
+            producer
+                .client()
+                .fetch_metadata(Some(&topic), Duration::from_secs(10))
+                .is_ok_and(|m| {
+                    m.topics()
+                        .iter()
+                        .any(|t| t.error().is_none() && !t.partitions().is_empty())
+                })
+        })
+        .await
+        .unwrap_or(false)
+    }
+
+    fn is_ensured(&self, topic: &str) -> bool {
+        self.ensured
+            .lock()
+            .map(|known| known.contains(topic))
+            .unwrap_or(false)
     }
 
     async fn ensure_topics(&self, topics: &[String]) -> Result<(), KafkaError> {
-        let missing: Vec<&String> = topics.iter().filter(|t| !self.exists(t)).collect();
-        if missing.is_empty() {
-            return Ok(());
+        let mut missing = Vec::new();
+        for topic in topics {
+            if !self.exists(topic).await {
+                missing.push(topic);
+            }
         }
+        if !missing.is_empty() {
+            self.create_topics(&missing).await?;
+        }
+        if let Ok(mut known) = self.ensured.lock() {
+            known.extend(topics.iter().cloned());
+        }
+        Ok(())
+    }
+
+    async fn create_topics(&self, missing: &[&String]) -> Result<(), KafkaError> {
         let admin: AdminClient<DefaultClientContext> = self
             .config
             .producer_config()
@@ -96,6 +127,12 @@ impl KafkaDeadLetters {
 impl DeadLetterSink for KafkaDeadLetters {
     async fn send(&self, letter: &DeadLetter) -> Result<(), SinkError> {
         let topic = self.config.dead_letter_topic(&letter.info.source);
+        if !self.is_ensured(&topic) {
+            let topics = [topic.clone()];
+            self.ensure_topics(&topics)
+                .await
+                .map_err(|e| SinkError::new(e.to_string()))?;
+        }
         let headers = letter
             .headers()
             .iter()

@@ -6,7 +6,7 @@
 //! Offsets are committed only from the completion tracker — periodically, on revoke and
 //! on close — and never for a partition this consumer no longer owns.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -157,6 +157,8 @@ impl KafkaSource {
             control: Arc::clone(&control),
             lag: lag.clone(),
             commit_interval: config.commit_interval,
+            config,
+            left_alone: HashSet::new(),
             pending: VecDeque::new(),
             paused: false,
         };
@@ -232,6 +234,8 @@ struct Poller {
     control: Arc<Control>,
     lag: Lag,
     commit_interval: Duration,
+    config: KafkaConfig,
+    left_alone: HashSet<String>,
     pending: VecDeque<Fetched>,
     paused: bool,
 }
@@ -247,6 +251,9 @@ impl Poller {
             // pipeline is full, and that pauses fetching.
             self.apply_pause();
             match self.consumer.poll(POLL) {
+                Some(Ok(record)) if self.config.is_own_dead_letter_topic(record.topic()) => {
+                    leave_alone(&mut self.left_alone, record.topic());
+                }
                 Some(Ok(record)) => {
                     if let Some(fetched) = fetch(&self.partitions, &record) {
                         self.pending.push_back(fetched);
@@ -327,20 +334,61 @@ impl Poller {
         true
     }
 
+    /// Lag of every owned partition: the high watermark less the commit point; for a
+    /// partition nothing was tracked on yet, less the fetch position, or the committed
+    /// offset before the first fetch.
     fn measure_lag(&self) {
+        let positions = self.consumer.position().ok();
         let mut lag = Vec::new();
         for (partition, point) in self.partitions.commit_points() {
-            if let Ok((_, high)) = self.consumer.fetch_watermarks(
+            let Ok((low, high)) = self.consumer.fetch_watermarks(
                 &partition.topic,
                 partition.partition,
                 Duration::from_secs(1),
-            ) {
-                lag.push((partition, (high - point).max(0)));
-            }
+            ) else {
+                continue;
+            };
+            let from = point
+                .or_else(|| offset_in(positions.as_ref(), &partition))
+                .or_else(|| self.committed(&partition))
+                .unwrap_or(low);
+            lag.push((partition, (high - from).max(0)));
         }
         if let Ok(mut shared) = self.lag.0.lock() {
             *shared = lag;
         }
+    }
+
+    /// The group's committed offset for `partition` (a broker round trip).
+    fn committed(&self, partition: &PartitionId) -> Option<i64> {
+        let mut list = TopicPartitionList::new();
+        list.add_partition(&partition.topic, partition.partition);
+        let committed = self
+            .consumer
+            .committed_offsets(list, Duration::from_secs(1))
+            .ok()?;
+        offset_in(Some(&committed), partition)
+    }
+}
+
+/// The offset `list` holds for `partition`, if it is a real offset.
+fn offset_in(list: Option<&TopicPartitionList>, partition: &PartitionId) -> Option<i64> {
+    match list?
+        .find_partition(&partition.topic, partition.partition)?
+        .offset()
+    {
+        Offset::Offset(offset) => Some(offset),
+        _ => None,
+    }
+}
+
+/// Notes, once per topic, that a pattern matched one of our own dead-letter topics.
+fn leave_alone(left_alone: &mut HashSet<String>, topic: &str) {
+    if left_alone.insert(topic.to_owned()) {
+        tracing::info!(
+            topic,
+            "the subscription pattern matches this dead-letter topic: its records are left alone"
+        );
     }
 }
 

@@ -55,6 +55,7 @@ impl SledStore {
         let db = sled::Config::new()
             .path(path)
             .flush_every_ms(Some(500))
+            .mode(sled::Mode::HighThroughput)
             .open()
             .map_err(open_err)?;
         let (journal, left_behind) = InflightJournal::open(&path.join(JOURNAL_FILE))?;
