@@ -45,6 +45,47 @@ fn records_survive_reopening() {
 }
 
 #[test]
+fn lookups_find_every_record_held_at_open_while_and_after_the_key_filter_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = SystemTime::now();
+    let keys: Vec<String> = (0..20_000).map(|i| format!("order-{i}")).collect();
+    {
+        let store = SledStore::open(dir.path()).unwrap();
+        for key in &keys {
+            store
+                .settle(key.as_bytes(), SettledOutcome::Processed, now)
+                .unwrap();
+        }
+        store.flush().unwrap();
+    }
+    let store = SledStore::open(dir.path()).unwrap();
+    // Right after open the filter is still loading; a second later it is complete and
+    // answers for new keys without the tree. Both phases must find every record.
+    let started = std::time::Instant::now();
+    let mut rounds = 0;
+    while started.elapsed() < Duration::from_secs(1) || rounds < 2 {
+        for key in keys.iter().step_by(97) {
+            let state = store
+                .lookup(key.as_bytes(), SystemTime::UNIX_EPOCH)
+                .unwrap();
+            assert!(state.settled.is_some(), "{key} found (round {rounds})");
+        }
+        rounds += 1;
+    }
+    for key in &keys {
+        assert!(store
+            .lookup(key.as_bytes(), SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .settled
+            .is_some());
+    }
+    let new = store.lookup(b"never-seen", SystemTime::UNIX_EPOCH).unwrap();
+    assert!(new.settled.is_none() && new.attempts.crashes == 0);
+    drop(store);
+    SledStore::open(dir.path()).expect("reopens once dropped: the loader let go of the lock");
+}
+
+#[test]
 fn expired_records_are_ignored_and_swept() {
     let store = SledStore::temporary().unwrap();
     let old = SystemTime::now() - Duration::from_secs(8 * 24 * 3600);

@@ -4,6 +4,7 @@
 //! writes behind one flush and releases completions only after it.
 
 mod error;
+mod filter;
 mod journal;
 mod memory;
 mod record;

@@ -1,12 +1,15 @@
 //! The embedded default store, on sled, with an in-flight journal beside it.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::SystemTime;
 
 use bytes::Bytes;
 
 use super::error::{StoreError, StoreErrorKind};
+use super::filter::KeyFilter;
 use super::journal::{journal_key, InflightJournal};
 use super::record::{KeyState, ParkRecord, Record, Settled, SettledOutcome};
 use super::{IdempotencyStore, StoreStats};
@@ -25,7 +28,27 @@ pub struct SledStore {
     /// Exact because sled lets one process at a time open the directory.
     parked_count: AtomicUsize,
     journal: Option<InflightJournal>,
+    /// Keys with a record, so a lookup of a new key skips the tree.
+    filter: Arc<KeyFilter>,
+    /// Fills the filter with the keys held at open, in the background.
+    loader: Option<FilterLoader>,
     path: Option<PathBuf>,
+}
+
+struct FilterLoader {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
+}
+
+impl Drop for SledStore {
+    fn drop(&mut self) {
+        // The loader holds the tree, and so sled's lock on the directory: it must be gone
+        // before the store counts as closed, or reopening the directory would fail.
+        if let Some(loader) = self.loader.take() {
+            loader.stop.store(true, Ordering::SeqCst);
+            let _ = loader.thread.join();
+        }
+    }
 }
 
 impl std::fmt::Debug for SledStore {
@@ -55,7 +78,6 @@ impl SledStore {
         let db = sled::Config::new()
             .path(path)
             .flush_every_ms(Some(500))
-            .mode(sled::Mode::HighThroughput)
             .open()
             .map_err(open_err)?;
         let (journal, left_behind) = InflightJournal::open(&path.join(JOURNAL_FILE))?;
@@ -63,7 +85,43 @@ impl SledStore {
         store.record_crashes(&left_behind)?;
         journal.reset().map_err(|e| e.at(path))?;
         store.journal = Some(journal);
+        store.start_filter_loader();
         Ok(store)
+    }
+
+    /// Puts every key held at open into the filter on a background thread, so a large
+    /// store opens at once; until it is done, every lookup reads the tree.
+    fn start_filter_loader(&mut self) {
+        if self.records.is_empty() {
+            self.filter.mark_complete();
+            return;
+        }
+        let (records, filter) = (self.records.clone(), Arc::clone(&self.filter));
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = Arc::clone(&stop);
+        let spawned = std::thread::Builder::new()
+            .name("seawall-store-filter".into())
+            .spawn(move || {
+                for key in records.iter().keys() {
+                    if stopped.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    match key {
+                        Ok(key) => filter.insert(&key),
+                        Err(err) => {
+                            tracing::warn!(error = %err, "reading the store's keys failed: every lookup reads the store");
+                            return;
+                        }
+                    }
+                }
+                filter.mark_complete();
+            });
+        match spawned {
+            Ok(thread) => self.loader = Some(FilterLoader { stop, thread }),
+            Err(err) => {
+                tracing::warn!(error = %err, "no thread for the key filter: every lookup reads the store")
+            }
+        }
     }
 
     /// A store in a temporary directory that is removed when the store is dropped. It
@@ -73,7 +131,9 @@ impl SledStore {
             .temporary(true)
             .open()
             .map_err(|e| StoreError::new(StoreErrorKind::Open, e))?;
-        Self::from_db(db, None)
+        let store = Self::from_db(db, None)?;
+        store.filter.mark_complete(); // A temporary store starts empty.
+        Ok(store)
     }
 
     fn from_db(db: sled::Db, path: Option<PathBuf>) -> Result<Self, StoreError> {
@@ -93,6 +153,8 @@ impl SledStore {
             parked,
             db,
             journal: None,
+            filter: Arc::new(KeyFilter::new()),
+            loader: None,
             path,
         })
     }
@@ -101,6 +163,7 @@ impl SledStore {
         for (key, started) in left_behind {
             let previous = self.record(key)?;
             if let Some(record) = Record::crashed_again(previous, *started) {
+                self.filter.insert(key);
                 self.records
                     .insert(&key[..], record.encode())
                     .map_err(|e| self.tag(io(e)))?;
@@ -135,7 +198,11 @@ impl SledStore {
 
 impl IdempotencyStore for SledStore {
     fn lookup(&self, key: &[u8], not_before: SystemTime) -> Result<KeyState, StoreError> {
-        let record = self.record(&journal_key(key))?;
+        let key = journal_key(key);
+        if !self.filter.may_contain(&key) {
+            return Ok(KeyState::default());
+        }
+        let record = self.record(&key)?;
         Ok(record.map(|r| r.state(not_before)).unwrap_or_default())
     }
 
@@ -163,6 +230,7 @@ impl IdempotencyStore for SledStore {
     ) -> Result<(), StoreError> {
         let key = journal_key(key);
         let record = Record::Settled(Settled { outcome, at: now });
+        self.filter.insert(&key);
         self.records
             .insert(&key[..], record.encode())
             .map_err(|e| self.tag(io(e)))?;

@@ -1,0 +1,101 @@
+//! A Bloom filter over the keys the store holds, so the common lookup — a key never seen
+//! before — is answered without reading the tree. A key the filter may hold is looked up
+//! in the tree as before; a removed key leaves its bits set, which only costs a lookup.
+
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// 2^24 bits (2 MiB): about 1% false positives at 1.7 million keys. Beyond that the
+/// filter answers "maybe" more often and lookups fall back to the tree more often; it is
+/// never wrong about a key it holds.
+const BITS_LOG2: u32 = 24;
+const PROBES: u64 = 7;
+
+/// Set-only bits, shared by every thread without a lock.
+pub(crate) struct KeyFilter {
+    bits: Box<[AtomicU64]>,
+    hasher: std::hash::RandomState,
+    /// False until every key the store held at open is in the filter; until then it
+    /// answers "maybe" for every key.
+    complete: AtomicBool,
+}
+
+impl KeyFilter {
+    pub(crate) fn new() -> Self {
+        let words = 1usize << (BITS_LOG2 - 6);
+        Self {
+            bits: (0..words).map(|_| AtomicU64::new(0)).collect(),
+            hasher: std::hash::RandomState::new(),
+            complete: AtomicBool::new(false),
+        }
+    }
+
+    /// A complete filter with nothing in it.
+    #[cfg(test)]
+    fn empty() -> Self {
+        let filter = Self::new();
+        filter.mark_complete();
+        filter
+    }
+
+    fn probes(&self, key: &[u8]) -> impl Iterator<Item = (usize, u64)> {
+        let mut hasher = self.hasher.build_hasher();
+        hasher.write(key);
+        let hash = hasher.finish();
+        // Double hashing: probe i is h1 + i·h2 (h2 odd, so the probes differ).
+        let (h1, h2) = (hash & 0xffff_ffff, (hash >> 32) | 1);
+        let mask = (1u64 << BITS_LOG2) - 1;
+        (0..PROBES).map(move |i| {
+            let bit = h1.wrapping_add(i.wrapping_mul(h2)) & mask;
+            ((bit >> 6) as usize, 1u64 << (bit & 63))
+        })
+    }
+
+    /// Adds `key`. Call before the key's record is written, so no lookup can find the
+    /// record's key missing from the filter.
+    pub(crate) fn insert(&self, key: &[u8]) {
+        for (word, mask) in self.probes(key) {
+            self.bits[word].fetch_or(mask, Ordering::Relaxed);
+        }
+    }
+
+    /// False only if `key` was certainly never inserted (and the filter is complete).
+    pub(crate) fn may_contain(&self, key: &[u8]) -> bool {
+        if !self.complete.load(Ordering::Acquire) {
+            return true;
+        }
+        self.probes(key)
+            .all(|(word, mask)| self.bits[word].load(Ordering::Relaxed) & mask != 0)
+    }
+
+    /// Declares that every key held at open has been inserted.
+    pub(crate) fn mark_complete(&self) {
+        self.complete.store(true, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn holds_what_was_inserted_and_rejects_most_of_the_rest() {
+        let filter = KeyFilter::empty();
+        for i in 0..100_000 {
+            filter.insert(format!("order-{i}").as_bytes());
+        }
+        assert!((0..100_000).all(|i| filter.may_contain(format!("order-{i}").as_bytes())));
+        let false_positives = (0..100_000)
+            .filter(|i| filter.may_contain(format!("other-{i}").as_bytes()))
+            .count();
+        assert!(false_positives < 100, "{false_positives} false positives");
+    }
+
+    #[test]
+    fn answers_maybe_until_complete() {
+        let filter = KeyFilter::new();
+        assert!(filter.may_contain(b"anything"));
+        filter.mark_complete();
+        assert!(!filter.may_contain(b"anything"));
+    }
+}
