@@ -157,6 +157,7 @@ impl KafkaSource {
             control: Arc::clone(&control),
             lag: lag.clone(),
             commit_interval: config.commit_interval,
+            has_patterns: config.topics.iter().any(|t| t.starts_with('^')),
             config,
             left_alone: HashSet::new(),
             pending: VecDeque::new(),
@@ -235,6 +236,9 @@ struct Poller {
     lag: Lag,
     commit_interval: Duration,
     config: KafkaConfig,
+    /// Whether a topic is a pattern: only then can our own dead-letter topics be
+    /// assigned, so only then is each record's topic checked.
+    has_patterns: bool,
     left_alone: HashSet<String>,
     pending: VecDeque<Fetched>,
     paused: bool,
@@ -251,7 +255,10 @@ impl Poller {
             // pipeline is full, and that pauses fetching.
             self.apply_pause();
             match self.consumer.poll(POLL) {
-                Some(Ok(record)) if self.config.is_own_dead_letter_topic(record.topic()) => {
+                Some(Ok(record))
+                    if self.has_patterns
+                        && self.config.is_own_dead_letter_topic(record.topic()) =>
+                {
                     leave_alone(&mut self.left_alone, record.topic());
                 }
                 Some(Ok(record)) => {
