@@ -91,6 +91,7 @@ pub struct HandlerError {
     class: FailureClass,
     source: BoxError,
     retry_after: Option<Duration>,
+    contract_violation: bool,
 }
 
 impl HandlerError {
@@ -100,6 +101,7 @@ impl HandlerError {
             class: FailureClass::Transient,
             source: err.into(),
             retry_after: None,
+            contract_violation: false,
         }
     }
 
@@ -109,6 +111,16 @@ impl HandlerError {
             class: FailureClass::Permanent,
             source: err.into(),
             retry_after: None,
+            contract_violation: false,
+        }
+    }
+
+    /// The message does not match its contract (schema): dead-lettered at once with kind
+    /// `contract`, never retried.
+    pub fn contract(err: impl Into<BoxError>) -> Self {
+        Self {
+            contract_violation: true,
+            ..Self::permanent(err)
         }
     }
 
@@ -128,6 +140,11 @@ impl HandlerError {
         self.class == FailureClass::Transient
     }
 
+    /// True when the message broke its contract (see [`HandlerError::contract`]).
+    pub fn is_contract_violation(&self) -> bool {
+        self.contract_violation
+    }
+
     /// The retry-after hint, if any.
     pub fn retry_after(&self) -> Option<Duration> {
         self.retry_after
@@ -140,6 +157,7 @@ impl fmt::Debug for HandlerError {
             .field("class", &self.class)
             .field("source", &self.source)
             .field("retry_after", &self.retry_after)
+            .field("contract_violation", &self.contract_violation)
             .finish()
     }
 }

@@ -25,6 +25,10 @@ impl Failure {
         matches!(self, Failure::Handler(e) if e.class() == FailureClass::Permanent)
     }
 
+    pub(crate) fn is_contract_violation(&self) -> bool {
+        matches!(self, Failure::Handler(e) if e.is_contract_violation())
+    }
+
     pub(crate) fn retry_after(&self) -> Option<Duration> {
         match self {
             Failure::Handler(e) => e.retry_after(),

@@ -102,6 +102,9 @@ pub(crate) struct AfterFailure<'a> {
 /// the budget; never give up on a message because the downstream is down.
 pub(crate) fn after_failure(facts: &AfterFailure<'_>, config: &PipelineConfig) -> Next {
     let error = facts.failure.describe();
+    if facts.failure.is_contract_violation() {
+        return Next::DeadLetter(order(DeadLetterKind::Contract, error));
+    }
     if facts.failure.is_permanent() {
         return Next::DeadLetter(order(DeadLetterKind::Permanent, error));
     }
@@ -173,6 +176,22 @@ mod tests {
             decision,
             Next::DeadLetter(DeadLetterOrder {
                 kind: DeadLetterKind::Permanent,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn contract_violations_dead_letter_as_contract_even_while_open() {
+        let failure = Failure::Handler(HandlerError::contract("field `id` missing"));
+        let decision = after_failure(
+            &facts(&failure, 1, BreakerState::Open),
+            &PipelineConfig::default(),
+        );
+        assert!(matches!(
+            decision,
+            Next::DeadLetter(DeadLetterOrder {
+                kind: DeadLetterKind::Contract,
                 ..
             })
         ));
