@@ -154,6 +154,7 @@ pub struct Message {
     origin: Origin,
     timestamp: Option<SystemTime>,
     attempt: u32,
+    idempotency_key: Option<Bytes>,
     native: Option<Native>,
 }
 
@@ -167,6 +168,7 @@ impl fmt::Debug for Message {
             .field("origin", &self.origin)
             .field("timestamp", &self.timestamp)
             .field("attempt", &self.attempt)
+            .field("idempotency_key", &self.idempotency_key)
             .finish_non_exhaustive()
     }
 }
@@ -263,6 +265,17 @@ impl Message {
     /// The attempt number of the current handler call, starting at 1.
     pub fn attempt(&self) -> u32 {
         self.attempt
+    }
+
+    /// The idempotency key the pipeline derived for this message (from the route's key
+    /// rule), when idempotency is on and the message has one. Handlers pass it on to
+    /// downstreams that deduplicate too (the HTTP handler sends it as `Idempotency-Key`).
+    pub fn idempotency_key(&self) -> Option<&Bytes> {
+        self.idempotency_key.as_ref()
+    }
+
+    pub(crate) fn set_idempotency_key(&mut self, key: Option<Bytes>) {
+        self.idempotency_key = key;
     }
 
     pub(crate) fn set_attempt(&mut self, attempt: u32) {

@@ -185,7 +185,7 @@ where
         }
     }
 
-    fn admit(&mut self, delivery: Delivery) {
+    fn admit(&mut self, mut delivery: Delivery) {
         super::stats::bump(&self.shared.stats.received);
         let config = &self.shared.config;
         let message = &delivery.message;
@@ -201,6 +201,9 @@ where
             (None, Some(key)) => Lane::Deduplicated(key.clone()),
             (None, None) => Lane::Free,
         };
+        delivery
+            .message
+            .set_idempotency_key(idempotency_key.clone());
         let job = Job {
             delivery,
             idempotency_key,
