@@ -25,6 +25,19 @@ impl ConfigError {
     pub fn field(&self) -> &str {
         &self.field
     }
+
+    /// What is wrong with it.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+
+    /// The same error for a setting nested under `prefix` (`routes.orders`).
+    pub fn under(self, prefix: &str) -> Self {
+        Self {
+            field: format!("{prefix}.{}", self.field),
+            reason: self.reason,
+        }
+    }
 }
 
 impl fmt::Display for ConfigError {

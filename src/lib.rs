@@ -42,12 +42,15 @@ mod message;
 mod pipeline;
 #[cfg(feature = "rabbitmq")]
 pub mod rabbitmq;
+mod rate_limit;
 mod retry;
 mod sequencer;
 mod source;
 pub mod store;
 mod tracker;
 pub mod transport;
+#[cfg(feature = "worker")]
+pub mod worker;
 
 pub use breaker::{BreakerConfig, BreakerState, CallResult, CircuitBreaker, Permit};
 pub use dead_letter::{
@@ -63,6 +66,7 @@ pub use pipeline::{
     DeadLetterPolicy, DurabilityConfig, IdempotencyConfig, OrderingConfig, Pipeline,
     PipelineBuilder, PipelineConfig, PipelineHandle, StatsSnapshot,
 };
+pub use rate_limit::RateLimitConfig;
 pub use retry::{Backoff, RetryConfig};
 pub use source::{Ack, Delivery, Intake, Settle, Source, SourceError};
 pub use store::{IdempotencyStore, MemoryStore, SledStore, StoreError};

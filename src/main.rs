@@ -1,6 +1,7 @@
-//! The `seawall` command. For now it inspects and maintains an idempotency store; the
-//! worker (`seawall run`) and the dead-letter tooling (`seawall dlq`) build on the same
-//! library.
+//! The `seawall` command: the worker (`seawall run`), its config check (`seawall check`)
+//! and idempotency-store maintenance (`seawall store`).
+
+mod worker_cli;
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
@@ -16,12 +17,38 @@ use seawall::{IdempotencyStore, SledStore};
     about = "Message-bus integration broker and consumer framework"
 )]
 struct Cli {
+    /// Log format: human-readable `text`, or `json` (one object per line). Filter with
+    /// `RUST_LOG` (default `seawall=info`).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
 #[derive(Subcommand)]
 enum Command {
+    /// Run the worker: every route of the config file, until SIGTERM or SIGINT.
+    Run {
+        /// The config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Validate the config file, its contracts and connectivity to every broker and
+    /// downstream, without consuming anything.
+    Check {
+        /// The config file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Only validate the file and contracts; reach nothing.
+        #[arg(long)]
+        offline: bool,
+    },
     /// Inspect or maintain an idempotency store (the worker must not be running on it).
     Store {
         /// The store's directory.
@@ -51,21 +78,39 @@ enum StoreAction {
     },
 }
 
-fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "seawall=info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    match cli.command {
+    init_logging(cli.log_format);
+    let result = match cli.command {
+        Command::Run { config } => worker_cli::run(&config),
+        Command::Check { config, offline } => worker_cli::check(&config, offline),
         Command::Store { path, action } => store_command(&path, action),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::from(2)
+        }
     }
 }
 
-fn store_command(path: &std::path::Path, action: StoreAction) -> anyhow::Result<()> {
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "seawall=info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().with_current_span(true).init(),
+    }
+}
+
+fn store_command(
+    path: &std::path::Path,
+    action: StoreAction,
+) -> anyhow::Result<std::process::ExitCode> {
     if !path.exists() {
         anyhow::bail!("no idempotency store at {}", path.display());
     }
@@ -102,5 +147,5 @@ fn store_command(path: &std::path::Path, action: StoreAction) -> anyhow::Result<
             println!("removed {removed} expired records");
         }
     }
-    Ok(())
+    Ok(std::process::ExitCode::SUCCESS)
 }

@@ -19,11 +19,15 @@
 
 mod config;
 mod error;
+mod forward;
 mod partitions;
+mod probe;
 mod sink;
 mod source;
 
 pub use config::{is_secret, DeadLetterTopic, KafkaConfig, Properties};
 pub use error::KafkaError;
+pub use forward::{KafkaForwarder, KafkaTarget};
 pub use sink::KafkaDeadLetters;
 pub use source::{KafkaSource, Lag};
+pub(crate) use probe::missing_topics;

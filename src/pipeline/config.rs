@@ -8,6 +8,7 @@ use crate::breaker::BreakerConfig;
 use crate::error::ConfigError;
 use crate::keys::KeyRule;
 use crate::limits::Limits;
+use crate::rate_limit::RateLimitConfig;
 use crate::retry::RetryConfig;
 
 /// Every pipeline setting. Each has a default; unknown keys are refused when
@@ -33,6 +34,8 @@ pub struct PipelineConfig {
     pub retry: RetryConfig,
     /// The circuit breaker.
     pub breaker: BreakerConfig,
+    /// Most handler calls per second, retries included (default: no limit).
+    pub rate_limit: Option<RateLimitConfig>,
     /// What happens to later messages of a key after one is dead-lettered.
     pub on_dead_letter: DeadLetterPolicy,
     /// Group flushing of the store.
@@ -53,6 +56,7 @@ impl Default for PipelineConfig {
             ordering: OrderingConfig::default(),
             retry: RetryConfig::default(),
             breaker: BreakerConfig::default(),
+            rate_limit: None,
             on_dead_letter: DeadLetterPolicy::Continue,
             durability: DurabilityConfig::default(),
             shutdown_deadline: Duration::from_secs(30),
@@ -175,6 +179,18 @@ impl PipelineConfig {
         self.validate_limits()?;
         self.validate_retry()?;
         self.validate_breaker()?;
+        if let Some(rate) = &self.rate_limit {
+            check(
+                rate.per_second.is_finite() && rate.per_second > 0.0,
+                "rate_limit.per_second",
+                "expected a number > 0",
+            )?;
+            check(
+                rate.burst >= 1,
+                "rate_limit.burst",
+                "expected an integer >= 1",
+            )?;
+        }
         let idem = &self.idempotency;
         check(
             !idem.dedup_window.is_zero(),

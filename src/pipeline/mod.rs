@@ -27,6 +27,7 @@ use crate::breaker::{BreakerState, CircuitBreaker};
 use crate::dead_letter::DeadLetterSink;
 use crate::error::Error;
 use crate::handler::Handler;
+use crate::rate_limit::RateLimiter;
 use crate::source::Source;
 use crate::store::{IdempotencyStore, ParkRecord};
 
@@ -192,6 +193,7 @@ impl<Src: Source, H: Handler, S: IdempotencyStore, D: DeadLetterSink> Pipeline<S
             .then(|| sweeper::spawn(Arc::clone(&store), &config.idempotency));
         let (stopping, stopping_rx) = watch::channel(false);
         let final_grace = config.shutdown_deadline.max(Duration::from_secs(1));
+        let rate_limit = config.rate_limit.as_ref().map(RateLimiter::new);
         let shared = Arc::new(Shared {
             handler,
             store,
@@ -201,6 +203,7 @@ impl<Src: Source, H: Handler, S: IdempotencyStore, D: DeadLetterSink> Pipeline<S
             health,
             config,
             stats: Arc::clone(&handle.stats),
+            rate_limit,
             stopping: stopping_rx,
         });
         let runner = Runner::new(source, shared, handle.shutdown.subscribe(), stopping);

@@ -230,6 +230,7 @@ where
                 source = %origin.source,
                 position = %origin.position,
                 key = ?job.ordering_key,
+                attempt = tracing::field::Empty,
             );
             let task = worker::run(Arc::clone(&self.shared), job).instrument(span);
             let handle = self.jobs.spawn(task);

@@ -18,6 +18,7 @@ use crate::dead_letter::{header, DeadLetter, DeadLetterInfo, DeadLetterKind, Dea
 use crate::handler::Handler;
 use crate::limits::LimitViolation;
 use crate::message::Message;
+use crate::rate_limit::RateLimiter;
 use crate::retry::Backoff;
 use crate::source::{Ack, Delivery};
 use crate::store::{
@@ -34,6 +35,7 @@ pub(crate) struct Shared<H, S, D> {
     pub health: StoreHealth,
     pub config: PipelineConfig,
     pub stats: Arc<Stats>,
+    pub rate_limit: Option<RateLimiter>,
     /// Turns true when a graceful stop begins: waits (backoff, breaker) are abandoned.
     pub stopping: watch::Receiver<bool>,
 }
@@ -142,8 +144,10 @@ impl<H: Handler, S: IdempotencyStore, D: DeadLetterSink> Worker<'_, H, S, D> {
         let config = self.config();
         let mut budget = Budget::new();
         loop {
+            self.rate_limit(&mut budget).await?;
             let permit = self.permit(&mut budget).await?;
             budget.attempt += 1;
+            tracing::Span::current().record("attempt", budget.attempt);
             if let Some(key) = &self.tracked {
                 self.store_op(|s| s.begin_attempt(key, SystemTime::now()))
                     .await?;
@@ -178,6 +182,18 @@ impl<H: Handler, S: IdempotencyStore, D: DeadLetterSink> Worker<'_, H, S, D> {
                 }
             }
         }
+    }
+
+    /// Waits for the rate limit's slot; like the breaker's hold, not charged to the
+    /// retry budget.
+    async fn rate_limit(&self, budget: &mut Budget) -> Option<()> {
+        let Some(limiter) = &self.shared.rate_limit else {
+            return Some(());
+        };
+        let waiting = Instant::now();
+        Box::pin(self.until_stopping(limiter.acquire())).await?;
+        budget.held += waiting.elapsed();
+        Some(())
     }
 
     /// The breaker's permission for the next attempt; time spent waiting for it is

@@ -137,6 +137,38 @@ pub(crate) async fn open_consumer(
     Ok((link, consumer))
 }
 
+/// Opens a publishing channel with confirms and checks that `exchange` exists (the
+/// default exchange, `""`, always does).
+pub(crate) async fn open_publisher(
+    url: &AmqpUrl,
+    name: &str,
+    exchange: &str,
+) -> Result<Link, RabbitError> {
+    let link = Link::open(url, name).await?;
+    link.channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .map_err(|e| {
+            RabbitError::new(RabbitErrorKind::Connect, "enabling publisher confirms", e)
+        })?;
+    if !exchange.is_empty() {
+        let passive = ExchangeDeclareOptions {
+            passive: true,
+            ..ExchangeDeclareOptions::default()
+        };
+        link.channel
+            .exchange_declare(
+                exchange.into(),
+                ExchangeKind::Topic,
+                passive,
+                FieldTable::default(),
+            )
+            .await
+            .map_err(topology(format!("exchange `{exchange}`")))?;
+    }
+    Ok(link)
+}
+
 /// Opens a publishing channel with confirms, and declares (or checks) the dead-letter
 /// exchange and queue.
 pub(crate) async fn open_dead_letter_publisher(config: &RabbitConfig) -> Result<Link, RabbitError> {
@@ -190,4 +222,25 @@ pub(crate) async fn open_dead_letter_publisher(config: &RabbitConfig) -> Result<
             .map_err(topology(format!("binding `{queue}` to `{exchange}`")))?;
     }
     Ok(link)
+}
+
+/// Connects and, when Seawall does not declare the queue, checks that it exists; for
+/// `seawall check`. Consumes nothing.
+pub(crate) async fn probe_queue(config: &RabbitConfig) -> Result<(), RabbitError> {
+    let link = Link::open(&config.url, "seawall check").await?;
+    let result = if config.declare.is_none() {
+        let passive = QueueDeclareOptions {
+            passive: true,
+            ..QueueDeclareOptions::default()
+        };
+        link.channel
+            .queue_declare(config.queue.as_str().into(), passive, FieldTable::default())
+            .await
+            .map(|_| ())
+            .map_err(topology(format!("queue `{}`", config.queue)))
+    } else {
+        Ok(())
+    };
+    link.close().await;
+    result
 }

@@ -29,11 +29,14 @@ mod config;
 mod connect;
 mod convert;
 mod error;
+mod forward;
 mod sink;
 mod source;
 
+pub(crate) use connect::probe_queue;
 pub use config::{AmqpUrl, DeadLetterTarget, Declare, RabbitConfig, ReconnectConfig};
 pub use convert::AmqpMeta;
 pub use error::{RabbitError, RabbitErrorKind};
+pub use forward::{RabbitForwarder, RabbitTarget};
 pub use sink::RabbitDeadLetters;
 pub use source::{ConnectionLosses, RabbitSource};
