@@ -114,9 +114,13 @@ struct RouteInner {
     state: Mutex<RouteState>,
     pipeline: Mutex<Attached>,
     latency: Histogram,
-    lag: Mutex<Option<Arc<dyn Fn() -> Vec<(String, i64)> + Send + Sync>>>,
-    store_size: Mutex<Option<Arc<dyn Fn() -> Option<u64> + Send + Sync>>>,
+    lag: Mutex<Option<SharedLag>>,
+    store_size: Mutex<Option<SharedStoreSize>>,
 }
+
+/// Sources are kept behind `Arc` so a scrape can clone one out and call it unlocked.
+type SharedLag = Arc<dyn Fn() -> Vec<(String, i64)> + Send + Sync>;
+type SharedStoreSize = Arc<dyn Fn() -> Option<u64> + Send + Sync>;
 
 /// The pipeline counters are read from, plus what earlier pipelines of the route had
 /// counted when they were replaced.

@@ -13,8 +13,8 @@ use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use super::text::CONTENT_TYPE as METRICS_CONTENT_TYPE;
@@ -43,61 +43,64 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// Failed `accept`s are logged and retried after a pause (they are usually a full file
 /// table, which passes), so the error is only that the listener is unusable from the
 /// start.
-pub fn serve(
+pub async fn serve(
     listener: TcpListener,
     registry: Registry,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> impl Future<Output = io::Result<()>> + Send {
-    async move {
-        let local = listener.local_addr()?;
-        tracing::info!(%local, "admin endpoints listening");
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-        let mut connections = JoinSet::new();
-        tokio::pin!(shutdown);
-        loop {
-            let accepted = tokio::select! {
-                () = &mut shutdown => break,
-                accepted = accept(&listener, &slots) => accepted,
-            };
-            let Some((stream, permit)) = accepted else {
-                continue;
-            };
-            let (registry, mut stop) = (registry.clone(), stop_rx.clone());
+) -> io::Result<()> {
+    let local = listener.local_addr()?;
+    tracing::info!(%local, "admin endpoints listening");
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut connections = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = accept(&listener, &slots) => accepted,
+        };
+        if let Some((stream, permit)) = accepted {
+            let connection = serve_connection(stream, registry.clone(), stop_rx.clone());
             connections.spawn(async move {
-                let service = service_fn(move |request| {
-                    let response = respond(&registry, &request);
-                    async move { Ok::<_, Infallible>(response) }
-                });
-                let connection = hyper::server::conn::http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(HEADER_READ_TIMEOUT)
-                    .serve_connection(TokioIo::new(stream), service);
-                tokio::pin!(connection);
-                let result = tokio::select! {
-                    result = connection.as_mut() => result,
-                    () = stopping(&mut stop) => {
-                        connection.as_mut().graceful_shutdown();
-                        connection.await
-                    }
-                };
-                if let Err(error) = result {
-                    tracing::debug!(%error, "admin connection ended with an error");
-                }
+                connection.await;
                 drop(permit);
             });
-            // Reap finished connections so the set stays as small as the live ones.
-            while connections.try_join_next().is_some() {}
         }
-        stop_tx.send_replace(true);
-        let drained = tokio::time::timeout(DRAIN_DEADLINE, async {
-            while connections.join_next().await.is_some() {}
-        })
-        .await;
-        if drained.is_err() {
-            tracing::warn!("admin connections still open at shutdown were dropped");
+        // Reap finished connections so the set stays as small as the live ones.
+        while connections.try_join_next().is_some() {}
+    }
+    stop_tx.send_replace(true);
+    let drained = tokio::time::timeout(DRAIN_DEADLINE, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("admin connections still open at shutdown were dropped");
+    }
+    Ok(())
+}
+
+/// Serves one connection until the client closes it or shutdown begins; then the request
+/// in progress, if any, is finished and the connection closed.
+async fn serve_connection(stream: TcpStream, registry: Registry, mut stop: watch::Receiver<bool>) {
+    let service = service_fn(move |request| {
+        let response = respond(&registry, &request);
+        async move { Ok::<_, Infallible>(response) }
+    });
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        () = stopping(&mut stop) => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
         }
-        Ok(())
+    };
+    if let Err(error) = result {
+        tracing::debug!(%error, "admin connection ended with an error");
     }
 }
 
@@ -112,7 +115,7 @@ async fn stopping(stop: &mut watch::Receiver<bool>) {
 async fn accept(
     listener: &TcpListener,
     slots: &Arc<Semaphore>,
-) -> Option<(tokio::net::TcpStream, tokio::sync::OwnedSemaphorePermit)> {
+) -> Option<(TcpStream, OwnedSemaphorePermit)> {
     // The semaphore is never closed, so acquiring fails only in theory.
     let permit = Arc::clone(slots).acquire_owned().await.ok()?;
     match listener.accept().await {
