@@ -269,12 +269,12 @@ impl RouteMetrics {
     }
 }
 
-/// Sorts numeric partition labels numerically (2 before 10), others after them.
-fn natural(label: &str) -> (bool, u64) {
-    match label.parse::<u64>() {
-        Ok(n) => (false, n),
-        Err(_) => (true, 0),
-    }
+/// Sort key putting a label's trailing number in numeric order, so `orders/2` comes
+/// before `orders/10` (Kafka partitions are labelled `topic/partition`).
+fn natural(label: &str) -> (&str, Option<u64>) {
+    let digits = label.len() - label.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+    let (prefix, number) = label.split_at(label.len() - digits);
+    (prefix, number.parse().ok())
 }
 
 /// Metrics must keep working after a panic elsewhere: a poisoned lock still holds

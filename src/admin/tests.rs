@@ -137,16 +137,22 @@ fn lag_and_store_size_come_from_their_sources() {
     assert!(lines_of(&text, "seawall_consumer_lag{").is_empty());
     assert!(lines_of(&text, "seawall_store_size{").is_empty());
     route.set_lag_source(Box::new(|| {
-        vec![("10".into(), 7), ("2".into(), 0), ("1".into(), -1)]
+        vec![
+            ("orders/10".into(), 7),
+            ("orders/2".into(), 0),
+            ("audit/3".into(), 5),
+            ("orders/1".into(), -1),
+        ]
     }));
     route.set_store_size_source(Box::new(|| Some(4096)));
     let text = registry.render();
     assert_eq!(
         lines_of(&text, "seawall_consumer_lag{"),
         vec![
-            "seawall_consumer_lag{route=\"orders\",partition=\"1\"} -1",
-            "seawall_consumer_lag{route=\"orders\",partition=\"2\"} 0",
-            "seawall_consumer_lag{route=\"orders\",partition=\"10\"} 7",
+            "seawall_consumer_lag{route=\"orders\",partition=\"audit/3\"} 5",
+            "seawall_consumer_lag{route=\"orders\",partition=\"orders/1\"} -1",
+            "seawall_consumer_lag{route=\"orders\",partition=\"orders/2\"} 0",
+            "seawall_consumer_lag{route=\"orders\",partition=\"orders/10\"} 7",
         ]
     );
     assert_eq!(
