@@ -30,6 +30,8 @@
 //! ```
 #![warn(missing_docs)]
 
+#[cfg(feature = "admin")]
+pub mod admin;
 mod breaker;
 mod dead_letter;
 mod error;
