@@ -31,6 +31,8 @@
 #![warn(missing_docs)]
 
 mod breaker;
+#[cfg(feature = "contracts")]
+pub mod contract;
 mod dead_letter;
 mod error;
 mod handler;
