@@ -132,26 +132,59 @@ fn decode_binary(contract: &Arc<Contract>, payload: &[u8]) -> Result<Decoded, Co
     }
     let decoded = catch_unwind(AssertUnwindSafe(|| {
         let reader = GenericDatumReader::builder(contract.schema()).build()?;
-        let mut rest = payload;
-        let value = reader.read_value(&mut rest)?;
-        Ok::<_, apache_avro::Error>((value, rest.len()))
+        let mut input = Guarded {
+            rest: payload,
+            overrun: false,
+        };
+        let value = reader.read_value(&mut input)?;
+        Ok::<_, apache_avro::Error>((value, input))
     }));
     match decoded {
         Err(_) => Err(ContractViolation::DecoderPanic {
             schema: schema_name(),
         }),
+        Ok(Ok((_, input))) if input.overrun => Err(ContractViolation::NotAvro {
+            schema: schema_name(),
+            reason: "the datum ends early (truncated)".into(),
+        }),
         Ok(Err(err)) => Err(ContractViolation::NotAvro {
             schema: schema_name(),
             reason: err.to_string(),
         }),
-        Ok(Ok((_, trailing))) if trailing > 0 => Err(ContractViolation::Trailing {
+        Ok(Ok((_, input))) if !input.rest.is_empty() => Err(ContractViolation::Trailing {
             schema: schema_name(),
-            count: trailing,
+            count: input.rest.len(),
         }),
         Ok(Ok((value, _))) => Ok(Decoded {
             contract: Arc::clone(contract),
             body: Body::Avro(value),
         }),
+    }
+}
+
+/// The payload as the decoder reads it, noting any read past its end.
+///
+/// apache-avro 0.22 turns an end of input inside a string, boolean or union index into a
+/// null value instead of an error, so a truncated payload could decode "successfully".
+/// A valid datum never asks for bytes that are not there.
+struct Guarded<'a> {
+    rest: &'a [u8],
+    overrun: bool,
+}
+
+impl std::io::Read for Guarded<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if buf.len() > self.rest.len() {
+            self.overrun = true;
+        }
+        self.rest.read(buf)
+    }
+
+    fn read_exact(&mut self, buf: &mut [u8]) -> std::io::Result<()> {
+        if buf.len() > self.rest.len() {
+            self.overrun = true;
+        }
+        self.rest.read_exact(buf)
     }
 }
 

@@ -61,3 +61,37 @@ impl<H: Handler> Handler for Contracted<H> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::contract::{ContractRegistry, ContractSpec, Encoding};
+
+    #[test]
+    fn transcoding_keeps_the_pipeline_fields() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas");
+        let registry = Arc::new(ContractRegistry::load(&dir).unwrap());
+        let spec = ContractSpec {
+            name: Some("order".into()),
+            encoding: Encoding::Json,
+            transcode_json: true,
+        };
+        let check = ContractCheck::new(registry, &spec).unwrap();
+        let layer = Contracted::new(check, crate::handler_fn(|_: Message| async { Ok(()) }));
+        let mut message = Message::new(r#"{"id":"o","customer":"c","amount":1}"#)
+            .with_origin("orders", crate::Position::Offset { partition: 3, offset: 9 });
+        message.set_attempt(2);
+        message.set_idempotency_key(Some(Bytes::from_static(b"k-1")));
+        let passed = layer.admit(&message).unwrap().unwrap();
+        assert_eq!(passed.attempt(), 2);
+        assert_eq!(passed.idempotency_key().unwrap(), "k-1");
+        assert_eq!(passed.origin(), message.origin());
+        let json: serde_json::Value = serde_json::from_slice(passed.payload()).unwrap();
+        assert_eq!(json["currency"], "EUR");
+    }
+}
