@@ -33,6 +33,8 @@
 #[cfg(feature = "admin")]
 pub mod admin;
 mod breaker;
+#[cfg(feature = "contracts")]
+pub mod contract;
 mod dead_letter;
 mod error;
 mod handler;

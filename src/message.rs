@@ -188,6 +188,13 @@ impl Message {
         self
     }
 
+    /// Replaces the payload, keeping everything else (key, headers, id, origin, attempt,
+    /// idempotency key). For handler layers that pass on a re-encoded message.
+    pub fn with_payload(mut self, payload: impl Into<Bytes>) -> Self {
+        self.payload = payload.into();
+        self
+    }
+
     /// Appends a header.
     pub fn with_header(mut self, name: impl Into<String>, value: impl Into<Bytes>) -> Self {
         self.headers.push(name, value);
