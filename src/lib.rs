@@ -34,6 +34,8 @@ mod breaker;
 mod dead_letter;
 mod error;
 mod handler;
+#[cfg(feature = "http")]
+pub mod http;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 mod keys;
