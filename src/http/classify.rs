@@ -53,7 +53,7 @@ pub(crate) fn classify(
         300..=399 => {
             let to = response
                 .location
-                .map(|l| format!(" to {}", redact_url(&String::from_utf8_lossy(l))))
+                .map(|l| format!(" to {}", shown_location(l)))
                 .unwrap_or_default();
             let detail =
                 format!("{line}: redirect{to} not followed; point the URL at the final location");
@@ -90,6 +90,20 @@ pub(crate) fn classify_failure(target: &str, err: reqwest::Error) -> HandlerErro
         "request failed"
     };
     HandlerError::transient(DeliveryError::from_client(target, detail, err))
+}
+
+/// A `Location` for an error message: an absolute URL without user info, a relative
+/// one as is, cut to [`EXCERPT_BYTES`].
+fn shown_location(location: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&location[..location.len().min(EXCERPT_BYTES)]);
+    if reqwest::Url::parse(&text).is_ok() {
+        redact_url(&text)
+    } else if text.contains('@') {
+        // A network-path reference (`//user:pw@host/`) may carry user info.
+        "<relative location with user info>".to_owned()
+    } else {
+        text.into_owned()
+    }
 }
 
 /// `HTTP 404 Not Found`.

@@ -92,6 +92,19 @@ fn redirects_name_the_location_without_user_info() {
         "{text}"
     );
     assert!(!text.contains("pw"), "{text}");
+    redirect.location = Some(b"/moved?x=1");
+    let text = classify(TARGET, &redirect, SystemTime::now(), MAX)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        text.contains("redirect to /moved?x=1 not followed"),
+        "{text}"
+    );
+    redirect.location = Some(b"//u:pw@other.test/");
+    let text = classify(TARGET, &redirect, SystemTime::now(), MAX)
+        .unwrap_err()
+        .to_string();
+    assert!(!text.contains("pw"), "{text}");
 }
 
 #[test]
