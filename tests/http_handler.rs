@@ -7,7 +7,7 @@ mod http_server;
 use std::time::{Duration, Instant, SystemTime};
 
 use common::{quick_config, start};
-use http_server::{Reply, TestServer};
+use http_server::{private_ca, Reply, TestServer};
 use seawall::http::{HttpConfig, HttpError, HttpHandler, TlsConfig};
 use seawall::{Handler, HandlerError, Message};
 
@@ -299,4 +299,31 @@ async fn invalid_settings_are_named() {
         ca_file: Some(not_pem),
     });
     assert_eq!(field(bad_ca), "http.tls.ca_file");
+}
+
+#[tokio::test]
+async fn https_trusts_a_private_ca_only_when_given_its_file() {
+    let (ca_pem, acceptor) = private_ca();
+    let server = TestServer::tls(Reply::status(200), acceptor).await;
+    let url = format!("https://localhost:{}/in", server.addr.port());
+
+    let untrusted = handler(url.clone()).handle(&Message::new("x")).await;
+    let err = untrusted.expect_err("unknown CA");
+    assert!(err.is_transient(), "{err}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca_pem).unwrap();
+    let mut config = HttpConfig::new(url);
+    config.tls = Some(TlsConfig {
+        ca_file: Some(ca_file),
+    });
+    HttpHandler::new(config)
+        .unwrap()
+        .handle(&Message::new("over tls"))
+        .await
+        .expect("trusted through ca_file");
+    let requests = server.requests();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(&requests[0].body[..], b"over tls");
 }

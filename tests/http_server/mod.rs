@@ -17,6 +17,7 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
 
 /// One request as the server saw it.
 #[derive(Clone, Debug)]
@@ -83,6 +84,18 @@ impl TestServer {
 
     /// Answers each request with what `script` returns for it.
     pub async fn scripted(script: impl Fn(&Recorded) -> Reply + Send + Sync + 'static) -> Self {
+        Self::start(script, None).await
+    }
+
+    /// Answers every request with `reply` over TLS (`https://localhost:<port>`).
+    pub async fn tls(reply: Reply, acceptor: TlsAcceptor) -> Self {
+        Self::start(move |_| reply.clone(), Some(acceptor)).await
+    }
+
+    async fn start(
+        script: impl Fn(&Recorded) -> Reply + Send + Sync + 'static,
+        tls: Option<TlsAcceptor>,
+    ) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let requests = Arc::new(Mutex::new(Vec::new()));
@@ -90,6 +103,7 @@ impl TestServer {
         let script: Script = Arc::new(script);
         let accept = tokio::spawn(accept_loop(
             listener,
+            tls,
             script,
             requests.clone(),
             connections.clone(),
@@ -124,6 +138,7 @@ impl Drop for TestServer {
 
 async fn accept_loop(
     listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     script: Script,
     requests: Arc<Mutex<Vec<Recorded>>>,
     connections: Arc<AtomicUsize>,
@@ -133,16 +148,53 @@ async fn accept_loop(
             return;
         };
         connections.fetch_add(1, Ordering::SeqCst);
-        let (script, requests) = (script.clone(), requests.clone());
+        let (script, requests, tls) = (script.clone(), requests.clone(), tls.clone());
         tokio::spawn(async move {
-            let service =
-                service_fn(move |request| answer(request, script.clone(), requests.clone()));
-            // Errors here are the client hanging up (timeouts); nothing to check.
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            match tls {
+                // A failed handshake is the client refusing the certificate.
+                Some(acceptor) => {
+                    if let Ok(stream) = acceptor.accept(stream).await {
+                        serve(stream, script, requests).await;
+                    }
+                }
+                None => serve(stream, script, requests).await,
+            }
         });
     }
+}
+
+async fn serve<S>(io: S, script: Script, requests: Arc<Mutex<Vec<Recorded>>>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |request| answer(request, script.clone(), requests.clone()));
+    // Errors here are the client hanging up (timeouts); nothing to check.
+    let _ = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(io), service)
+        .await;
+}
+
+/// A private CA (PEM) and a TLS acceptor whose certificate, for `localhost`, it signed.
+pub fn private_ca() -> (String, TlsAcceptor) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let server_key = KeyPair::generate().unwrap();
+    let server_cert = CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .signed_by(&server_key, &ca)
+        .unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(server_key.serialize_der().into());
+    // An explicit provider: with both ring and aws-lc compiled in there is no default.
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![server_cert.der().clone()], key)
+        .unwrap();
+    (ca.pem(), TlsAcceptor::from(Arc::new(config)))
 }
 
 async fn answer(
