@@ -38,6 +38,8 @@ pub mod contract;
 mod dead_letter;
 mod error;
 mod handler;
+#[cfg(feature = "http")]
+pub mod http;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 mod keys;
