@@ -62,7 +62,10 @@ fn order() -> Value {
         ("customer".into(), Value::String("c-1".into())),
         ("amount".into(), Value::Double(12.5)),
         ("currency".into(), Value::String("EUR".into())),
-        ("note".into(), Value::Union(1, Box::new(Value::String("rush".into())))),
+        (
+            "note".into(),
+            Value::Union(1, Box::new(Value::String("rush".into()))),
+        ),
     ])
 }
 
@@ -97,7 +100,9 @@ fn single_object(contract: &Contract, value: Value) -> Vec<u8> {
 }
 
 fn violation(check: &ContractCheck, payload: &[u8]) -> ContractViolation {
-    check.check(payload).expect_err("payload must violate the contract")
+    check
+        .check(payload)
+        .expect_err("payload must violate the contract")
 }
 
 fn order_json() -> serde_json::Value {
@@ -108,7 +113,9 @@ fn order_json() -> serde_json::Value {
 fn binary_order_passes_and_converts_to_json() {
     let registry = registry();
     let bytes = binary(registry.get("order").unwrap(), order());
-    let decoded = check(Some("order"), Encoding::Binary).check(&bytes).unwrap();
+    let decoded = check(Some("order"), Encoding::Binary)
+        .check(&bytes)
+        .unwrap();
     assert_eq!(decoded.contract().full_name(), "com.example.Order");
     assert_eq!(decoded.to_json(), order_json());
 }
@@ -149,11 +156,19 @@ fn single_object_framing_errors() {
     ));
     bytes[2] ^= 0xFF;
     let err = violation(&check, &bytes);
-    assert!(matches!(err, ContractViolation::UnknownFingerprint { .. }), "{err}");
-    assert!(err.to_string().contains("unknown schema fingerprint 0x"), "{err}");
+    assert!(
+        matches!(err, ContractViolation::UnknownFingerprint { .. }),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("unknown schema fingerprint 0x"),
+        "{err}"
+    );
     bytes[2] ^= 0xFF;
     bytes[0] = b'{';
-    assert!(violation(&check, &bytes).to_string().contains("marker 7B 01"));
+    assert!(violation(&check, &bytes)
+        .to_string()
+        .contains("marker 7B 01"));
 }
 
 #[test]
@@ -168,7 +183,9 @@ fn json_order_passes_with_defaults_and_plain_unions() {
         .unwrap();
     assert_eq!(decoded.to_json()["note"], "x");
     assert_eq!(decoded.to_json()["currency"], "EUR");
-    let decoded = check.check(br#"{"id":"o-3","customer":"c","amount":1.0}"#).unwrap();
+    let decoded = check
+        .check(br#"{"id":"o-3","customer":"c","amount":1.0}"#)
+        .unwrap();
     assert_eq!(decoded.to_json()["note"], serde_json::Value::Null);
 }
 
@@ -176,15 +193,30 @@ fn json_order_passes_with_defaults_and_plain_unions() {
 fn json_violations_name_the_field() {
     let check = check(Some("order"), Encoding::Json);
     let err = violation(&check, br#"{"id":"o-1","customer":"c-1","amount":"12.5"}"#);
-    assert_eq!(err.to_string(), "JSON field amount: expected double, got string");
+    assert_eq!(
+        err.to_string(),
+        "JSON field amount: expected double, got string"
+    );
     let err = violation(&check, br#"{"id":"o-1","amount":1}"#);
     assert_eq!(err.to_string(), "JSON field customer: missing (no default)");
     let err = violation(&check, br#"{"id":"o","customer":"c","amount":1,"note":5}"#);
-    assert_eq!(err.to_string(), "JSON field note: expected string, got integer");
-    let err = violation(&check, br#"{"id":"o","customer":"c","amount":1,"extra":true}"#);
-    assert!(err.to_string().starts_with("JSON field extra: not a field"), "{err}");
+    assert_eq!(
+        err.to_string(),
+        "JSON field note: expected string, got integer"
+    );
+    let err = violation(
+        &check,
+        br#"{"id":"o","customer":"c","amount":1,"extra":true}"#,
+    );
+    assert!(
+        err.to_string().starts_with("JSON field extra: not a field"),
+        "{err}"
+    );
     let err = violation(&check, br#"[1,2]"#);
-    assert_eq!(err.to_string(), "JSON document: expected record com.example.Order, got array");
+    assert_eq!(
+        err.to_string(),
+        "JSON document: expected record com.example.Order, got array"
+    );
     let err = violation(&check, b"{\"id\": \"\xFF\"}");
     assert!(matches!(err, ContractViolation::NotJson { .. }), "{err}");
 
@@ -193,12 +225,18 @@ fn json_violations_name_the_field() {
         &customers,
         br#"{"id":"c","name":"n","address":{"street":"s","city":7},"tier":"GOLD"}"#,
     );
-    assert_eq!(err.to_string(), "JSON field address.city: expected string, got integer");
+    assert_eq!(
+        err.to_string(),
+        "JSON field address.city: expected string, got integer"
+    );
     let err = violation(
         &customers,
         br#"{"id":"c","name":"n","address":{"street":"s","city":"B"},"tier":"PLATIN"}"#,
     );
-    assert!(err.to_string().contains("\"PLATIN\" is not a symbol"), "{err}");
+    assert!(
+        err.to_string().contains("\"PLATIN\" is not a symbol"),
+        "{err}"
+    );
 }
 
 fn check_for(name: &str, encoding: Encoding) -> ContractCheck {
@@ -211,9 +249,15 @@ fn deeply_nested_json_is_a_violation_not_a_stack_overflow() {
     let depth = 100_000;
     let payload = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
     let err = violation(&check, payload.as_bytes());
-    assert!(err.to_string().contains("recursion limit exceeded"), "{err}");
+    assert!(
+        err.to_string().contains("recursion limit exceeded"),
+        "{err}"
+    );
     let payload = format!("{}1{}", r#"{"a":"#.repeat(depth), "}".repeat(depth));
-    assert!(matches!(violation(&check, payload.as_bytes()), ContractViolation::NotJson { .. }));
+    assert!(matches!(
+        violation(&check, payload.as_bytes()),
+        ContractViolation::NotJson { .. }
+    ));
 }
 
 #[test]
@@ -221,20 +265,34 @@ fn garbage_truncated_and_trailing_bytes_are_violations() {
     let registry = registry();
     let check = check(Some("order"), Encoding::Binary);
     let bytes = binary(registry.get("order").unwrap(), order());
-    for garbage in [&b""[..], b"\xFF\xFF\xFF\xFF\xFF\xFF\xFF\xFF\xFF\xFF\xFF", b"hello world"] {
+    for garbage in [
+        &b""[..],
+        b"\xFF\xFF\xFF\xFF\xFF\xFF\xFF\xFF\xFF\xFF\xFF",
+        b"hello world",
+    ] {
         let err = violation(&check, garbage);
-        assert!(err.to_string().starts_with("not Avro binary for schema com.example.Order"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("not Avro binary for schema com.example.Order"),
+            "{err}"
+        );
     }
     // Every strict prefix is truncated, including cuts inside the last string, where
     // apache-avro itself would return a null instead of an error.
     for cut in 0..bytes.len() {
         let err = violation(&check, &bytes[..cut]);
-        assert!(matches!(err, ContractViolation::NotAvro { .. }), "cut {cut}: {err}");
+        assert!(
+            matches!(err, ContractViolation::NotAvro { .. }),
+            "cut {cut}: {err}"
+        );
     }
     let mut trailing = bytes.clone();
     trailing.extend_from_slice(&[1, 2, 3]);
     let err = violation(&check, &trailing);
-    assert_eq!(err.to_string(), "trailing 3 bytes after the com.example.Order datum");
+    assert_eq!(
+        err.to_string(),
+        "trailing 3 bytes after the com.example.Order datum"
+    );
 }
 
 #[test]
@@ -248,7 +306,11 @@ fn wrong_schema_and_bad_utf8_are_violations() {
     let mut bytes = vec![0x06, b'o', 0xFF, b'1'];
     bytes.extend_from_slice(&binary(registry.get("order").unwrap(), order())[4..]);
     let err = violation(&check, &bytes);
-    assert!(err.to_string().starts_with("not Avro binary for schema com.example.Order"), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("not Avro binary for schema com.example.Order"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -263,7 +325,11 @@ fn huge_length_fields_fail_fast_without_allocating() {
         let started = Instant::now();
         let err = violation(&check, &payload);
         assert!(started.elapsed() < Duration::from_secs(1));
-        assert!(err.to_string().starts_with("not Avro binary for schema com.example.Order"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("not Avro binary for schema com.example.Order"),
+            "{err}"
+        );
     }
     let largest = LARGEST_ALLOCATION.load(Ordering::Relaxed);
     assert!(largest < 32 << 20, "largest allocation {largest} bytes");

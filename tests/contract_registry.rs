@@ -11,7 +11,7 @@ use apache_avro::writer::datum::GenericDatumWriter;
 use apache_avro::{Decimal, Schema, Uuid};
 use seawall::contract::{
     ContractCheck, ContractError, ContractRegistry, ContractSpec, ContractViolation, Contracted,
-    Encoding,
+    Encoding, MAX_NESTING_DEPTH,
 };
 use seawall::{handler_fn, Handler, Message};
 use serde_json::json;
@@ -42,8 +42,14 @@ fn registry_answers_to_stems_full_names_and_fingerprints() {
     let registry = shipped();
     let order = registry.get("order").unwrap();
     assert_eq!(order.full_name(), "com.example.Order");
-    assert!(std::ptr::eq(order, registry.get("com.example.Order").unwrap()));
-    assert!(std::ptr::eq(order, registry.by_fingerprint(order.fingerprint()).unwrap()));
+    assert!(std::ptr::eq(
+        order,
+        registry.get("com.example.Order").unwrap()
+    ));
+    assert!(std::ptr::eq(
+        order,
+        registry.by_fingerprint(order.fingerprint()).unwrap()
+    ));
     assert_eq!(
         registry.names(),
         [
@@ -57,14 +63,16 @@ fn registry_answers_to_stems_full_names_and_fingerprints() {
     );
     // customer.avsc uses Address from address.avsc: its fingerprint must be that of the
     // schema with Address written inline, which is what a producer's writer computes.
-    let inline = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/customer.avsc"))
-        .unwrap()
-        .replace(
-            r#""type": "Address""#,
-            r#""type": {"type": "record", "name": "Address", "fields": [
+    let inline = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/customer.avsc"),
+    )
+    .unwrap()
+    .replace(
+        r#""type": "Address""#,
+        r#""type": {"type": "record", "name": "Address", "fields": [
                 {"name": "street", "type": "string"}, {"name": "city", "type": "string"},
                 {"name": "country", "type": "string", "default": "DE"}]}"#,
-        );
+    );
     let standalone = Schema::parse_str(&inline).unwrap().fingerprint::<Rabin>();
     let expected = u64::from_le_bytes(standalone.bytes.try_into().unwrap());
     assert_eq!(registry.get("customer").unwrap().fingerprint(), expected);
@@ -74,23 +82,38 @@ fn registry_answers_to_stems_full_names_and_fingerprints() {
 fn registry_errors_name_the_file_or_directory() {
     let broken = dir_with(&[
         ("order.avsc", include_str!("../schemas/order.avsc")),
-        ("broken.avsc", r#"{"type":"record","name":"B","fields":[{"name":"x","type":"Nope"}]}"#),
+        (
+            "broken.avsc",
+            r#"{"type":"record","name":"B","fields":[{"name":"x","type":"Nope"}]}"#,
+        ),
     ]);
-    let err = ContractRegistry::load(broken.path()).unwrap_err().to_string();
-    assert!(err.contains("broken.avsc") && err.starts_with("invalid Avro schema"), "{err}");
+    let err = ContractRegistry::load(broken.path())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("broken.avsc") && err.starts_with("invalid Avro schema"),
+        "{err}"
+    );
 
     let syntax = dir_with(&[("half.avsc", "{\"type\": ")]);
-    let err = ContractRegistry::load(syntax.path()).unwrap_err().to_string();
+    let err = ContractRegistry::load(syntax.path())
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("half.avsc"), "{err}");
 
     let empty = dir_with(&[("readme.txt", "not a schema")]);
     let err = ContractRegistry::load(empty.path()).unwrap_err();
     assert!(matches!(err, ContractError::Empty { .. }));
-    assert!(err.to_string().contains(&empty.path().display().to_string()));
+    assert!(err
+        .to_string()
+        .contains(&empty.path().display().to_string()));
 
     let missing = empty.path().join("nowhere");
     let err = ContractRegistry::load(&missing).unwrap_err().to_string();
-    assert!(err.starts_with("cannot read") && err.contains("nowhere"), "{err}");
+    assert!(
+        err.starts_with("cannot read") && err.contains("nowhere"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -104,17 +127,25 @@ fn route_settings_are_validated() {
          com.example.Customer, com.example.Order, customer, order"
     );
     let err = ContractCheck::new(shipped(), &spec(None, Encoding::Json, false)).unwrap_err();
-    assert!(err.to_string().starts_with("contract.name: required for encoding json"), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("contract.name: required for encoding json"),
+        "{err}"
+    );
     assert!(ContractCheck::new(shipped(), &spec(None, Encoding::SingleObject, false)).is_ok());
 
     #[derive(serde::Deserialize)]
     struct Route {
         contract: ContractSpec,
     }
-    let route: Route =
-        toml::from_str(r#"contract = { name = "order", encoding = "single-object", transcode_json = true }"#)
-            .unwrap();
-    assert_eq!(route.contract, spec(Some("order"), Encoding::SingleObject, true));
+    let route: Route = toml::from_str(
+        r#"contract = { name = "order", encoding = "single-object", transcode_json = true }"#,
+    )
+    .unwrap();
+    assert_eq!(
+        route.contract,
+        spec(Some("order"), Encoding::SingleObject, true)
+    );
     let route: Route = toml::from_str(r#"contract = { name = "order" }"#).unwrap();
     assert_eq!(route.contract, spec(Some("order"), Encoding::Binary, false));
     let err = toml::from_str::<Route>(r#"contract = { name = "order", encodng = "json" }"#)
@@ -140,11 +171,24 @@ fn recursive_schemas_are_depth_bounded() {
         check.check(&shallow).unwrap().to_json(),
         json!({"value": 1, "next": {"value": 2, "next": null}})
     );
+    // Just under the bound (each node is two levels: the record and the union branch)
+    // decodes and converts on a test thread's 2 MiB stack, the size of a tokio worker's.
+    let nodes = MAX_NESTING_DEPTH / 2 - 1;
+    let mut near: Vec<u8> = [0x00, 0x02].repeat(nodes);
+    near.extend_from_slice(&[0x00, 0x00]);
+    let mut json = check.check(&near).unwrap().to_json();
+    for _ in 0..nodes {
+        json = json["next"].take();
+    }
+    assert_eq!(json, json!({"value": 0, "next": null}));
     // 100,000 levels would overflow the decoder's stack.
     let mut deep: Vec<u8> = [0x00, 0x02].repeat(100_000);
     deep.extend_from_slice(&[0x00, 0x00]);
     let err = check.check(&deep).unwrap_err();
-    assert_eq!(err.to_string(), "datum for schema t.Node nests deeper than 128 levels");
+    assert_eq!(
+        err.to_string(),
+        format!("datum for schema t.Node nests deeper than {MAX_NESTING_DEPTH} levels")
+    );
 }
 
 const PAYMENT: &str = r#"{"type":"record","name":"Payment","namespace":"t","fields":[
@@ -162,7 +206,10 @@ fn logical_types_convert_and_round_trip_through_json() {
     let registry = Arc::new(ContractRegistry::load(dir.path()).unwrap());
     let uuid = "67e55044-10b1-426f-9247-bb680e5fe0c8";
     let value = Value::Record(vec![
-        ("amount".into(), Value::Decimal(Decimal::from(vec![0xFB, 0x2E]))),
+        (
+            "amount".into(),
+            Value::Decimal(Decimal::from(vec![0xFB, 0x2E])),
+        ),
         ("id".into(), Value::Uuid(Uuid::parse_str(uuid).unwrap())),
         ("at".into(), Value::TimestampMillis(1_700_000_000_123)),
         ("day".into(), Value::Date(19_700)),
@@ -176,23 +223,40 @@ fn logical_types_convert_and_round_trip_through_json() {
         .unwrap()
         .write_value_to_vec(value)
         .unwrap();
-    let binary = ContractCheck::new(registry.clone(), &spec(Some("payment"), Encoding::Binary, false)).unwrap();
+    let binary = ContractCheck::new(
+        registry.clone(),
+        &spec(Some("payment"), Encoding::Binary, false),
+    )
+    .unwrap();
     let converted = binary.check(&bytes).unwrap().to_json();
     let expected = json!({"amount": "-12.34", "id": uuid, "at": 1_700_000_000_123_i64, "day": 19_700,
         "blob": "AQID", "hash": "3q2+7w==", "ratio": "NaN"});
     assert_eq!(converted, expected);
     // The JSON form is itself valid under the json encoding, and reads back the same.
-    let json_check = ContractCheck::new(registry, &spec(Some("payment"), Encoding::Json, false)).unwrap();
-    let again = json_check.check(&serde_json::to_vec(&converted).unwrap()).unwrap();
+    let json_check =
+        ContractCheck::new(registry, &spec(Some("payment"), Encoding::Json, false)).unwrap();
+    let again = json_check
+        .check(&serde_json::to_vec(&converted).unwrap())
+        .unwrap();
     assert_eq!(again.to_json(), expected);
     let mut bad = expected.clone();
     bad["hash"] = json!("AQID");
-    let err = json_check.check(&serde_json::to_vec(&bad).unwrap()).unwrap_err();
-    assert_eq!(err.to_string(), "JSON field hash: fixed of 4 bytes, got 3 bytes");
+    let err = json_check
+        .check(&serde_json::to_vec(&bad).unwrap())
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "JSON field hash: fixed of 4 bytes, got 3 bytes"
+    );
     bad["hash"] = expected["hash"].clone();
     bad["amount"] = json!("1.234");
-    let err = json_check.check(&serde_json::to_vec(&bad).unwrap()).unwrap_err();
-    assert!(matches!(err, ContractViolation::Json { ref path, .. } if path == "amount"), "{err}");
+    let err = json_check
+        .check(&serde_json::to_vec(&bad).unwrap())
+        .unwrap_err();
+    assert!(
+        matches!(err, ContractViolation::Json { ref path, .. } if path == "amount"),
+        "{err}"
+    );
 }
 
 type Seen = Arc<Mutex<Vec<Message>>>;
@@ -228,11 +292,19 @@ fn order_bytes(registry: &ContractRegistry) -> Vec<u8> {
 #[tokio::test]
 async fn violations_dead_letter_without_calling_the_handler() {
     let (seen, inner) = recording();
-    let check = ContractCheck::new(shipped(), &spec(Some("order"), Encoding::Binary, true)).unwrap();
+    let check =
+        ContractCheck::new(shipped(), &spec(Some("order"), Encoding::Binary, true)).unwrap();
     let layer = Contracted::new(check, inner);
-    let err = layer.handle(&Message::new("not avro at all")).await.unwrap_err();
+    let err = layer
+        .handle(&Message::new("not avro at all"))
+        .await
+        .unwrap_err();
     assert!(err.is_contract_violation() && !err.is_transient());
-    assert!(err.to_string().starts_with("not Avro binary for schema com.example.Order"), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("not Avro binary for schema com.example.Order"),
+        "{err}"
+    );
     assert!(seen.lock().unwrap().is_empty());
 }
 
@@ -240,7 +312,11 @@ async fn violations_dead_letter_without_calling_the_handler() {
 async fn transcoding_hands_the_handler_json() {
     let registry = shipped();
     let (seen, inner) = recording();
-    let check = ContractCheck::new(registry.clone(), &spec(Some("order"), Encoding::Binary, true)).unwrap();
+    let check = ContractCheck::new(
+        registry.clone(),
+        &spec(Some("order"), Encoding::Binary, true),
+    )
+    .unwrap();
     let layer = Contracted::new(check, inner);
     let message = Message::new(order_bytes(&registry))
         .with_key("c-1")
@@ -260,7 +336,10 @@ async fn transcoding_hands_the_handler_json() {
         .iter()
         .filter(|(n, _)| n.eq_ignore_ascii_case("content-type"))
         .collect();
-    assert_eq!(content_types, [("content-type", &bytes::Bytes::from("application/json"))]);
+    assert_eq!(
+        content_types,
+        [("content-type", &bytes::Bytes::from("application/json"))]
+    );
     assert_eq!(got.headers().get("x-trace").unwrap(), "t-1");
     assert_eq!(got.key().unwrap(), "c-1");
     assert_eq!(got.message_id().unwrap(), "m-1");
@@ -270,7 +349,11 @@ async fn transcoding_hands_the_handler_json() {
 async fn without_transcoding_the_handler_gets_the_original() {
     let registry = shipped();
     let (seen, inner) = recording();
-    let check = ContractCheck::new(registry.clone(), &spec(Some("order"), Encoding::Binary, false)).unwrap();
+    let check = ContractCheck::new(
+        registry.clone(),
+        &spec(Some("order"), Encoding::Binary, false),
+    )
+    .unwrap();
     let layer = Contracted::new(check, inner);
     let bytes = order_bytes(&registry);
     layer.handle(&Message::new(bytes.clone())).await.unwrap();

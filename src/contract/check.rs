@@ -29,16 +29,24 @@ impl ContractCheck {
     /// Builds the check for `spec`. Fails when the spec is inconsistent (names the field)
     /// or names a contract the registry lacks (lists the names it has). Sets the decoder's
     /// allocation bound to [`DEFAULT_MAX_ALLOCATION_BYTES`] unless one is already in force.
-    pub fn new(registry: Arc<ContractRegistry>, spec: &ContractSpec) -> Result<Self, ContractError> {
+    pub fn new(
+        registry: Arc<ContractRegistry>,
+        spec: &ContractSpec,
+    ) -> Result<Self, ContractError> {
         spec.validate()?;
         let contract = match &spec.name {
             None => None,
-            Some(name) => Some(registry.get_arc(name).cloned().ok_or_else(|| {
-                ContractError::Unknown {
-                    name: name.clone(),
-                    known: registry.names().into_iter().map(String::from).collect(),
-                }
-            })?),
+            Some(name) => {
+                Some(
+                    registry
+                        .get_arc(name)
+                        .cloned()
+                        .ok_or_else(|| ContractError::Unknown {
+                            name: name.clone(),
+                            known: registry.names().into_iter().map(String::from).collect(),
+                        })?,
+                )
+            }
         };
         set_max_allocation_bytes(DEFAULT_MAX_ALLOCATION_BYTES);
         Ok(Self {

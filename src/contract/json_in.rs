@@ -70,7 +70,9 @@ fn value(contract: &Contract, schema: &Schema, json: &Json, path: &mut String) -
             Json::String(s) if matches!(s.as_str(), "NaN" | "Infinity" | "-Infinity") => ok(),
             _ => Err(expected(path, &schema_kind(schema), json)),
         },
-        Schema::String | Schema::Uuid(UuidSchema::String) if json.is_string() => uuid(schema, json, path),
+        Schema::String | Schema::Uuid(UuidSchema::String) if json.is_string() => {
+            uuid(schema, json, path)
+        }
         Schema::Uuid(_) => uuid(schema, json, path),
         Schema::Bytes => bytes(json, None, path),
         Schema::Fixed(f) => bytes(json, Some(f.size), path),
@@ -85,23 +87,34 @@ fn value(contract: &Contract, schema: &Schema, json: &Json, path: &mut String) -
             Some(symbol) if e.symbols.iter().any(|s| s == symbol) => ok(),
             Some(symbol) => Err(fail(
                 path,
-                format!("{symbol:?} is not a symbol of enum {}", e.name.fullname(None)),
+                format!(
+                    "{symbol:?} is not a symbol of enum {}",
+                    e.name.fullname(None)
+                ),
             )),
             None => Err(expected(path, &schema_kind(schema), json)),
         },
         Schema::Array(a) => {
-            let items = json.as_array().ok_or_else(|| expected(path, "array", json))?;
+            let items = json
+                .as_array()
+                .ok_or_else(|| expected(path, "array", json))?;
             let mut out = Vec::with_capacity(items.len());
             for (i, item) in items.iter().enumerate() {
-                out.push(nested(path, &format!("[{i}]"), |p| value(contract, &a.items, item, p))?);
+                out.push(nested(path, &format!("[{i}]"), |p| {
+                    value(contract, &a.items, item, p)
+                })?);
             }
             Ok(Json::Array(out))
         }
         Schema::Map(m) => {
-            let entries = json.as_object().ok_or_else(|| expected(path, "map (object)", json))?;
+            let entries = json
+                .as_object()
+                .ok_or_else(|| expected(path, "map (object)", json))?;
             let mut out = Map::with_capacity(entries.len());
             for (k, v) in entries {
-                let child = nested(path, &field_segment(path, k), |p| value(contract, &m.types, v, p))?;
+                let child = nested(path, &field_segment(path, k), |p| {
+                    value(contract, &m.types, v, p)
+                })?;
                 out.insert(k.clone(), child);
             }
             Ok(Json::Object(out))
@@ -185,7 +198,11 @@ fn union(contract: &Contract, variants: &[Schema], json: &Json, path: &mut Strin
         }
     }
     // The Avro JSON encoding wraps a non-null union value as {"<type name>": value}.
-    if let Some((name, inner)) = json.as_object().filter(|o| o.len() == 1).and_then(|o| o.iter().next()) {
+    if let Some((name, inner)) = json
+        .as_object()
+        .filter(|o| o.len() == 1)
+        .and_then(|o| o.iter().next())
+    {
         if let Some(variant) = variants.iter().find(|v| branch_name(contract, v) == *name) {
             return value(contract, variant, inner, path);
         }
@@ -195,7 +212,11 @@ fn union(contract: &Contract, variants: &[Schema], json: &Json, path: &mut Strin
         Some(err) if candidates == 1 && !json.is_null() => Err(err),
         _ => {
             let names: Vec<String> = variants.iter().map(|v| branch_name(contract, v)).collect();
-            Err(expected(path, &format!("one of [{}]", names.join(", ")), json))
+            Err(expected(
+                path,
+                &format!("one of [{}]", names.join(", ")),
+                json,
+            ))
         }
     }
 }
@@ -266,7 +287,7 @@ fn bytes(json: &Json, size: Option<usize>, path: &str) -> Checked {
     }
 }
 
-fn duration(json: &Json, path: &mut String) -> Checked {
+fn duration(json: &Json, path: &str) -> Checked {
     let object = json
         .as_object()
         .ok_or_else(|| expected(path, "duration object {months, days, millis}", json))?;
@@ -289,7 +310,12 @@ fn decimal(json: &Json, precision: usize, scale: usize, path: &str) -> Checked {
         Json::Number(n) => n.to_string(),
         _ => return Err(expected(path, "decimal (string or number)", json)),
     };
-    let invalid = || fail(path, format!("{text:?} is not a decimal with scale {scale}"));
+    let invalid = || {
+        fail(
+            path,
+            format!("{text:?} is not a decimal with scale {scale}"),
+        )
+    };
     let (sign, unsigned) = match text.strip_prefix('-') {
         Some(rest) => ("-", rest),
         None => ("", text.as_str()),
@@ -301,7 +327,10 @@ fn decimal(json: &Json, precision: usize, scale: usize, path: &str) -> Checked {
     }
     let int = int.trim_start_matches('0');
     if int.len() + scale > precision {
-        return Err(fail(path, format!("{text} has more than {precision} digits")));
+        return Err(fail(
+            path,
+            format!("{text} has more than {precision} digits"),
+        ));
     }
     let int = if int.is_empty() { "0" } else { int };
     let normalized = if scale == 0 {

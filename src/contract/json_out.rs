@@ -16,14 +16,14 @@ pub(crate) fn to_json(contract: &Contract, schema: &Schema, value: &Value) -> Js
     match (value, schema) {
         (Value::Union(index, inner), Schema::Union(u)) => match u.variants().get(*index as usize) {
             Some(variant) => to_json(contract, variant, inner),
-            None => plain(contract, inner),
+            None => plain(inner),
         },
         (Value::Record(fields), Schema::Record(r)) => {
             let mut object = Map::with_capacity(fields.len());
             for (name, field_value) in fields {
                 let json = match r.lookup.get(name).and_then(|&i| r.fields.get(i)) {
                     Some(field) => to_json(contract, &field.schema, field_value),
-                    None => plain(contract, field_value),
+                    None => plain(field_value),
                 };
                 object.insert(name.clone(), json);
             }
@@ -47,12 +47,12 @@ pub(crate) fn to_json(contract: &Contract, schema: &Schema, value: &Value) -> Js
                 Err(_) => Json::Null,
             }
         }
-        _ => plain(contract, value),
+        _ => plain(value),
     }
 }
 
 /// Converts a value without its schema (decimals then print their unscaled value).
-fn plain(contract: &Contract, value: &Value) -> Json {
+fn plain(value: &Value) -> Json {
     match value {
         Value::Null => Json::Null,
         Value::Boolean(b) => Json::Bool(*b),
@@ -70,20 +70,14 @@ fn plain(contract: &Contract, value: &Value) -> Json {
         Value::Bytes(bytes) | Value::Fixed(_, bytes) => Json::String(base64(bytes)),
         Value::String(s) => Json::String(s.clone()),
         Value::Enum(_, symbol) => Json::String(symbol.clone()),
-        Value::Union(_, inner) => plain(contract, inner),
-        Value::Array(items) => Json::Array(items.iter().map(|v| plain(contract, v)).collect()),
-        Value::Map(entries) => Json::Object(
-            entries
-                .iter()
-                .map(|(k, v)| (k.clone(), plain(contract, v)))
-                .collect(),
-        ),
-        Value::Record(fields) => Json::Object(
-            fields
-                .iter()
-                .map(|(k, v)| (k.clone(), plain(contract, v)))
-                .collect(),
-        ),
+        Value::Union(_, inner) => plain(inner),
+        Value::Array(items) => Json::Array(items.iter().map(plain).collect()),
+        Value::Map(entries) => {
+            Json::Object(entries.iter().map(|(k, v)| (k.clone(), plain(v))).collect())
+        }
+        Value::Record(fields) => {
+            Json::Object(fields.iter().map(|(k, v)| (k.clone(), plain(v))).collect())
+        }
         Value::Decimal(decimal) => match Vec::<u8>::try_from(decimal) {
             Ok(bytes) => Json::String(decimal_string(&bytes, 0)),
             Err(_) => Json::Null,

@@ -49,7 +49,9 @@ impl<H: Handler> Contracted<H> {
         let mut headers = message.headers().clone();
         headers.retain(|name, _| !name.eq_ignore_ascii_case("content-type"));
         headers.push("content-type", JSON_CONTENT_TYPE);
-        Ok(Some(message.clone().with_payload(json).with_headers(headers)))
+        Ok(Some(
+            message.clone().with_payload(json).with_headers(headers),
+        ))
     }
 }
 
@@ -83,8 +85,13 @@ mod tests {
         };
         let check = ContractCheck::new(registry, &spec).unwrap();
         let layer = Contracted::new(check, crate::handler_fn(|_: Message| async { Ok(()) }));
-        let mut message = Message::new(r#"{"id":"o","customer":"c","amount":1}"#)
-            .with_origin("orders", crate::Position::Offset { partition: 3, offset: 9 });
+        let mut message = Message::new(r#"{"id":"o","customer":"c","amount":1}"#).with_origin(
+            "orders",
+            crate::Position::Offset {
+                partition: 3,
+                offset: 9,
+            },
+        );
         message.set_attempt(2);
         message.set_idempotency_key(Some(Bytes::from_static(b"k-1")));
         let passed = layer.admit(&message).unwrap().unwrap();

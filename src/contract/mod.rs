@@ -33,6 +33,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::ConfigError;
 
 pub use check::{ContractCheck, Decoded};
+pub use depth::MAX_NESTING_DEPTH;
 pub use error::{ContractError, ContractViolation};
 pub use layer::Contracted;
 pub use registry::{Contract, ContractRegistry};

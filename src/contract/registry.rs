@@ -207,12 +207,14 @@ fn build(path: &Path, schema: &Schema, all: &[Schema]) -> Result<Contract, Contr
     let mut own = schema.clone();
     own.denormalize(all).map_err(invalid)?;
     let digest = own.fingerprint::<Rabin>();
-    let bytes: [u8; 8] = digest.bytes.as_slice().try_into().map_err(|_| {
-        ContractError::Schema {
+    let bytes: [u8; 8] = digest
+        .bytes
+        .as_slice()
+        .try_into()
+        .map_err(|_| ContractError::Schema {
             file: path.to_path_buf(),
             reason: format!("Rabin fingerprint of {} bytes", digest.bytes.len()),
-        }
-    })?;
+        })?;
     let full_name = own
         .name()
         .map(|n| n.fullname(None))
