@@ -110,7 +110,6 @@ fn is_permanent(err: &ClientError) -> bool {
             RDKafkaErrorCode::MessageSizeTooLarge
                 | RDKafkaErrorCode::InvalidRecord
                 | RDKafkaErrorCode::InvalidMessage
-                | RDKafkaErrorCode::RecordListTooLarge
                 | RDKafkaErrorCode::InvalidMessageSize
         )
     )
