@@ -94,7 +94,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    fn acquire_holds_the_rate() {
+    async fn acquire_holds_the_rate() {
         let limiter = limiter(50.0, 1);
         let start = Instant::now();
         for _ in 0..101 {

@@ -27,7 +27,10 @@ fn schemas() -> &'static Path {
 }
 
 fn parse_str(text: &str, env: &[(&str, &str)]) -> Result<seawall::worker::WorkerConfig, String> {
-    let text = format!("[contracts]\ndir = {:?}\n{text}", schemas().display().to_string());
+    let text = format!(
+        "[contracts]\ndir = {:?}\n{text}",
+        schemas().display().to_string()
+    );
     let env = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned()));
     parse(&text, "seawall.toml", Path::new("."), env).map_err(|e| e.to_string())
 }
@@ -39,12 +42,18 @@ fn a_good_file_gives_typed_routes_with_defaults() {
     assert!(matches!(orders.source, SourceSpec::Kafka(_)));
     assert!(matches!(orders.handler, HandlerSpec::Http(_)));
     assert_eq!(orders.pipeline.retry.max_attempts, 3);
-    assert_eq!(orders.pipeline.handler_timeout, std::time::Duration::from_secs(30));
+    assert_eq!(
+        orders.pipeline.handler_timeout,
+        std::time::Duration::from_secs(30)
+    );
     let payments = &config.routes["payments"];
     // RabbitMQ routes take their keys from headers and message ids by default.
     assert_eq!(
         format!("{:?}", payments.pipeline.ordering.key),
-        format!("{:?}", seawall::rabbitmq::RabbitConfig::new("amqp://x", "q").ordering_rule())
+        format!(
+            "{:?}",
+            seawall::rabbitmq::RabbitConfig::new("amqp://x", "q").ordering_rule()
+        )
     );
     assert!(!format!("{config:?}").contains("canary-5521"));
 }
@@ -62,7 +71,7 @@ fn mistakes_name_the_file_line_and_field() {
         ),
         (
             GOOD.replace("max_attempts = 3", "max_attempts = 3\nmax_attemps = 4"),
-            "seawall.toml:10: routes.orders.retry: unknown field `max_attemps`",
+            "seawall.toml:11: routes.orders.retry.max_attemps: unknown field `max_attemps`, expected one of `max_attempts`",
         ),
         (
             GOOD.replace("\"order\"", "\"invoice\""),
@@ -75,7 +84,10 @@ fn mistakes_name_the_file_line_and_field() {
     ];
     for (text, expected) in cases {
         let err = parse_str(&text, &[]).unwrap_err();
-        assert!(err.starts_with(expected), "expected `{expected}…`, got `{err}`");
+        assert!(
+            err.starts_with(expected),
+            "expected `{expected}…`, got `{err}`"
+        );
     }
 }
 
@@ -85,7 +97,10 @@ fn environment_variables_override_and_are_named_in_errors() {
         GOOD,
         &[
             ("SEAWALL__ROUTES__ORDERS__RETRY__MAX_ATTEMPTS", "7"),
-            ("SEAWALL__ROUTES__ORDERS__SOURCE__KAFKA__TOPICS", r#"["a", "b"]"#),
+            (
+                "SEAWALL__ROUTES__ORDERS__SOURCE__KAFKA__TOPICS",
+                r#"["a", "b"]"#,
+            ),
             ("SEAWALL__ADMIN__LISTEN", "127.0.0.1:9999"),
             ("UNRELATED", "x"),
         ],
@@ -98,8 +113,11 @@ fn environment_variables_override_and_are_named_in_errors() {
         other => panic!("{other:?}"),
     }
     assert_eq!(config.admin.listen.port(), 9999);
-    let err = parse_str(GOOD, &[("SEAWALL__ROUTES__ORDERS__RETRY__MAX_ATTEMPTS", "0")])
-        .unwrap_err();
+    let err = parse_str(
+        GOOD,
+        &[("SEAWALL__ROUTES__ORDERS__RETRY__MAX_ATTEMPTS", "0")],
+    )
+    .unwrap_err();
     assert_eq!(
         err,
         "environment SEAWALL__ROUTES__ORDERS__RETRY__MAX_ATTEMPTS: routes.orders.retry.max_attempts: expected an integer >= 1"
@@ -108,7 +126,10 @@ fn environment_variables_override_and_are_named_in_errors() {
 
 fn seawall(args: &[&str], config: &str) -> (i32, String, String) {
     let dir = tempfile::tempdir().unwrap();
-    let text = format!("[contracts]\ndir = {:?}\n{config}", schemas().display().to_string());
+    let text = format!(
+        "[contracts]\ndir = {:?}\n{config}",
+        schemas().display().to_string()
+    );
     let path = dir.path().join("seawall.toml");
     std::fs::write(&path, text).unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_seawall"))
@@ -132,7 +153,9 @@ fn the_binary_refuses_a_bad_file_with_the_documented_message() {
         let (code, _, stderr) = seawall(command, &bad);
         assert_eq!(code, 2, "{command:?}: {stderr}");
         assert!(
-            stderr.contains("seawall.toml:10: routes.orders.retry.max_attempts: expected an integer >= 1"),
+            stderr.contains(
+                "seawall.toml:10: routes.orders.retry.max_attempts: expected an integer >= 1"
+            ),
             "{command:?}: {stderr}"
         );
     }

@@ -87,7 +87,10 @@ durability = { flush_interval = "1ms" }
 
 fn check_outcomes(downstream: &Downstream, worker: &WorkerProc, route: &str) {
     let delivered = downstream.delivered();
-    let keys: Vec<&str> = delivered.iter().map(|c| c.idempotency_key.as_str()).collect();
+    let keys: Vec<&str> = delivered
+        .iter()
+        .map(|c| c.idempotency_key.as_str())
+        .collect();
     let mut distinct = keys.clone();
     distinct.sort_unstable();
     distinct.dedup();
@@ -110,7 +113,10 @@ fn check_outcomes(downstream: &Downstream, worker: &WorkerProc, route: &str) {
         .count();
     assert_eq!(c1, 3);
     // The contract violation never reached the downstream.
-    assert!(downstream.calls().iter().all(|c| c.idempotency_key != "c4-4"));
+    assert!(downstream
+        .calls()
+        .iter()
+        .all(|c| c.idempotency_key != "c4-4"));
     assert_eq!(worker.counter(route, "dead_lettered"), 2);
     assert_eq!(worker.counter(route, "processed"), 38);
 }
@@ -130,14 +136,19 @@ handler.http = {{ url = "{}", header_prefix = "x-msg-" }}
         route_settings()
     );
     let worker = WorkerProc::start(&config);
-    let records = workload().into_iter().map(|(customer, id, payload)| Record {
-        key: Some(customer),
-        payload,
-        headers: vec![
-            ("idempotency-key".into(), id),
-            ("traceparent".into(), "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()),
-        ],
-    });
+    let records = workload()
+        .into_iter()
+        .map(|(customer, id, payload)| Record {
+            key: Some(customer),
+            payload,
+            headers: vec![
+                ("idempotency-key".into(), id),
+                (
+                    "traceparent".into(),
+                    "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into(),
+                ),
+            ],
+        });
     kafka::produce(&topic, records).await;
     downstream.until_delivered(38, 60).await;
     let dlq_topic = format!("{topic}.dlq");
@@ -152,7 +163,12 @@ handler.http = {{ url = "{}", header_prefix = "x-msg-" }}
     check_outcomes(&downstream, &worker, "orders");
     let mut kinds: Vec<_> = letters
         .iter()
-        .map(|l| (l.header("seawall.error-kind").unwrap_or("").to_owned(), l.key.clone()))
+        .map(|l| {
+            (
+                l.header("seawall.error-kind").unwrap_or("").to_owned(),
+                l.key.clone(),
+            )
+        })
         .collect();
     kinds.sort();
     assert_eq!(
@@ -188,11 +204,13 @@ handler.http = {{ url = "{}" }}
         route_settings()
     );
     let worker = WorkerProc::start(&config);
-    let messages = workload().into_iter().map(|(customer, id, payload)| rabbit::Out {
-        key: customer,
-        id: Some(id),
-        payload,
-    });
+    let messages = workload()
+        .into_iter()
+        .map(|(customer, id, payload)| rabbit::Out {
+            key: customer,
+            id: Some(id),
+            payload,
+        });
     rabbit::publish(&channel, &queue, messages).await;
     downstream.until_delivered(38, 60).await;
     let dlq = format!("{queue}.dlq");
@@ -253,7 +271,10 @@ durability = {{ flush_interval = "1ms" }}
     assert!(saw_open, "the breaker opened during the outage");
     // Without the breaker, 60 messages x 3 attempts would have been spent in well under
     // the 5 s outage and all dead-lettered.
-    assert!(calls_while_down < 120, "{calls_while_down} calls while down");
+    assert!(
+        calls_while_down < 120,
+        "{calls_while_down} calls while down"
+    );
     assert_eq!(downstream.delivered().len(), 60);
     assert_in_order(&downstream.delivered());
     assert_eq!(worker.counter("outage", "dead_lettered"), 0);

@@ -48,7 +48,10 @@ impl KafkaTarget {
             return Err(ConfigError::new("topic", "expected a topic name"));
         }
         if self.delivery_timeout.is_zero() {
-            return Err(ConfigError::new("delivery_timeout", "expected a duration > 0"));
+            return Err(ConfigError::new(
+                "delivery_timeout",
+                "expected a duration > 0",
+            ));
         }
         Ok(())
     }
@@ -70,7 +73,10 @@ impl KafkaForwarder {
         client.properties = target.properties.clone();
         let producer: FutureProducer = client
             .producer_config()
-            .set("message.timeout.ms", target.delivery_timeout.as_millis().to_string())
+            .set(
+                "message.timeout.ms",
+                target.delivery_timeout.as_millis().to_string(),
+            )
             .create()
             .map_err(|e| KafkaError::new("creating the forwarding producer", e))?;
         let (probe, topic) = (producer.clone(), target.topic.clone());
@@ -117,15 +123,16 @@ fn is_permanent(err: &ClientError) -> bool {
 
 impl Handler for KafkaForwarder {
     async fn handle(&self, message: &Message) -> Result<(), HandlerError> {
-        let mut headers = message
-            .headers()
-            .iter()
-            .fold(OwnedHeaders::new(), |list, (name, value)| {
-                list.insert(Header {
-                    key: name,
-                    value: Some(&value[..]),
-                })
-            });
+        let mut headers =
+            message
+                .headers()
+                .iter()
+                .fold(OwnedHeaders::new(), |list, (name, value)| {
+                    list.insert(Header {
+                        key: name,
+                        value: Some(&value[..]),
+                    })
+                });
         // So a Seawall consuming the target deduplicates a forward repeated after a crash.
         if message.headers().get(IDEMPOTENCY_HEADER).is_none() {
             if let Some(key) = message.idempotency_key() {
@@ -141,7 +148,11 @@ impl Handler for KafkaForwarder {
         if let Some(key) = message.key() {
             record = record.key(&key[..]);
         }
-        match self.producer.send(record, self.target.delivery_timeout).await {
+        match self
+            .producer
+            .send(record, self.target.delivery_timeout)
+            .await
+        {
             Ok(_) => Ok(()),
             Err((err, _)) => {
                 let what = format!("forwarding to topic `{}`: {err}", self.target.topic);

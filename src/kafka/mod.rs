@@ -28,6 +28,6 @@ mod source;
 pub use config::{is_secret, DeadLetterTopic, KafkaConfig, Properties};
 pub use error::KafkaError;
 pub use forward::{KafkaForwarder, KafkaTarget};
+pub(crate) use probe::missing_topics;
 pub use sink::KafkaDeadLetters;
 pub use source::{KafkaSource, Lag};
-pub(crate) use probe::missing_topics;

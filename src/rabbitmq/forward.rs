@@ -34,7 +34,10 @@ impl RabbitTarget {
     pub fn validate(&self) -> Result<(), ConfigError> {
         if !(self.url.expose().starts_with("amqp://") || self.url.expose().starts_with("amqps://"))
         {
-            return Err(ConfigError::new("url", "expected an amqp:// or amqps:// URI"));
+            return Err(ConfigError::new(
+                "url",
+                "expected an amqp:// or amqps:// URI",
+            ));
         }
         Ok(())
     }

@@ -33,8 +33,8 @@ mod forward;
 mod sink;
 mod source;
 
-pub(crate) use connect::probe_queue;
 pub use config::{AmqpUrl, DeadLetterTarget, Declare, RabbitConfig, ReconnectConfig};
+pub(crate) use connect::probe_queue;
 pub use convert::AmqpMeta;
 pub use error::{RabbitError, RabbitErrorKind};
 pub use forward::{RabbitForwarder, RabbitTarget};

@@ -41,8 +41,7 @@ async fn probe_source(at: &str, source: &SourceSpec) -> Probe {
         SourceSpec::Rabbitmq(rabbit) => Probe {
             what,
             target: format!("rabbitmq {} queue `{}`", rabbit.url, rabbit.queue),
-            outcome: bounded(async { probe_queue(rabbit).await.map_err(|e| e.to_string()) })
-                .await,
+            outcome: bounded(async { probe_queue(rabbit).await.map_err(|e| e.to_string()) }).await,
         },
     }
 }
@@ -91,7 +90,9 @@ async fn probe_handler(at: &str, handler: &HandlerSpec) -> Probe {
     }
 }
 
-async fn bounded(probe: impl std::future::Future<Output = Result<(), String>>) -> Result<(), String> {
+async fn bounded(
+    probe: impl std::future::Future<Output = Result<(), String>>,
+) -> Result<(), String> {
     tokio::time::timeout(PROBE_TIMEOUT, probe)
         .await
         .unwrap_or_else(|_| Err(format!("no answer within {PROBE_TIMEOUT:?}")))
@@ -114,7 +115,10 @@ fn redacted_url(url: &str) -> String {
 /// without sending a request a downstream would act on.
 async fn tcp_reachable(http: &HttpConfig) -> Result<(), String> {
     let Some((host, port)) = host_port(&http.url) else {
-        return Err(format!("cannot read host and port from `{}`", redacted_url(&http.url)));
+        return Err(format!(
+            "cannot read host and port from `{}`",
+            redacted_url(&http.url)
+        ));
     };
     bounded(async move {
         tokio::net::TcpStream::connect((host.as_str(), port))
@@ -129,7 +133,11 @@ fn host_port(url: &str) -> Option<(String, u16)> {
     let (scheme, rest) = url.split_once("://")?;
     let authority = rest.split(['/', '?', '#']).next()?;
     let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let default_port = if scheme.eq_ignore_ascii_case("https") { 443 } else { 80 };
+    let default_port = if scheme.eq_ignore_ascii_case("https") {
+        443
+    } else {
+        80
+    };
     match host_port.rsplit_once(':') {
         Some((host, port)) if !host.ends_with(']') || host.starts_with('[') => {
             let port = port.parse().ok()?;

@@ -56,9 +56,11 @@ struct Origins<'a> {
 
 impl Origins<'_> {
     fn error(&self, field: &str, reason: impl fmt::Display) -> ConfigFileError {
-        let place = match self.from_env.iter().find(|(path, _)| {
-            field == path || field.starts_with(&format!("{path}."))
-        }) {
+        let place = match self
+            .from_env
+            .iter()
+            .find(|(path, _)| field == path || field.starts_with(&format!("{path}.")))
+        {
             Some((_, var)) => format!("environment {var}"),
             None => {
                 let path: Vec<&str> = field.split('.').filter(|s| !s.is_empty()).collect();
@@ -200,7 +202,9 @@ fn apply_env(
             .ok()
             .and_then(|mut t| t.remove("v"))
             .unwrap_or_else(|| toml::Value::String(raw.clone()));
-        let (last, parents) = path.split_last().ok_or_else(|| (var.clone(), String::new()))?;
+        let (last, parents) = path
+            .split_last()
+            .ok_or_else(|| (var.clone(), String::new()))?;
         let mut at = &mut *table;
         for segment in parents {
             let entry = at
@@ -240,8 +244,15 @@ fn route(
     mut table: toml::Table,
 ) -> Result<RouteSpec, ConfigFileError> {
     let at = format!("routes.{name}");
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-        return Err(origins.error(&at, "a route name may hold only letters, digits, `-` and `_`"));
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(origins.error(
+            &at,
+            "a route name may hold only letters, digits, `-` and `_`",
+        ));
     }
     let mut take = |key: &str| {
         table

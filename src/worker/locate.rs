@@ -1,7 +1,7 @@
 //! Finding where in the config file a setting is, so errors can name the line.
 
-use toml::Spanned;
 use toml::de::{DeTable, DeValue};
+use toml::Spanned;
 
 /// The parsed file with positions, to turn a dotted setting path into a line number.
 pub(crate) struct Locator<'a> {

@@ -12,10 +12,9 @@ mod route;
 mod run;
 mod validate;
 
-pub use config::{
-    ContractsSection, ForwardSpec, HandlerSpec, RouteSpec, SourceSpec, StoreSection,
-    WorkerConfig,
-};
 pub use check::{probe_route, Probe};
+pub use config::{
+    ContractsSection, ForwardSpec, HandlerSpec, RouteSpec, SourceSpec, StoreSection, WorkerConfig,
+};
 pub use load::{load, load_with_env, parse, ConfigFileError, ENV_PREFIX};
 pub use run::{run_worker, WorkerReport};

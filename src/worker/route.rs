@@ -96,8 +96,7 @@ async fn run_once(spec: &RouteSpec, ctx: &RouteContext) -> Result<StatsSnapshot,
         SourceSpec::Rabbitmq(rabbit) => {
             let source = RabbitSource::connect(rabbit.clone()).await?;
             let sink = Arc::new(RabbitDeadLetters::connect(rabbit).await?);
-            let result =
-                run_pipeline(spec, ctx, source, Arc::clone(&sink), handler, store).await;
+            let result = run_pipeline(spec, ctx, source, Arc::clone(&sink), handler, store).await;
             sink.close().await;
             result
         }

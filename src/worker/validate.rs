@@ -8,9 +8,9 @@ pub(crate) fn route(spec: &RouteSpec) -> Result<(), ConfigError> {
     spec.pipeline.validate()?;
     match &spec.source {
         SourceSpec::Kafka(kafka) => kafka.validate().map_err(|e| e.under("source.kafka"))?,
-        SourceSpec::Rabbitmq(rabbit) => rabbit
-            .validate()
-            .map_err(|e| e.under("source.rabbitmq"))?,
+        SourceSpec::Rabbitmq(rabbit) => {
+            rabbit.validate().map_err(|e| e.under("source.rabbitmq"))?
+        }
     }
     match &spec.handler {
         HandlerSpec::Http(http) => http.validate().map_err(|e| e.under("handler.http"))?,

@@ -64,7 +64,10 @@ impl Downstream {
 
     /// Successful deliveries (2xx), in arrival order.
     pub fn delivered(&self) -> Vec<Call> {
-        self.calls().into_iter().filter(|c| c.status < 300).collect()
+        self.calls()
+            .into_iter()
+            .filter(|c| c.status < 300)
+            .collect()
     }
 
     /// Waits (at most `secs`) until `n` deliveries have succeeded.
