@@ -258,6 +258,11 @@ impl PipelineHandle {
         self.breaker.subscribe()
     }
 
+    /// Bytes the idempotency store takes on disk, when it can tell.
+    pub fn store_size_on_disk(&self) -> Option<u64> {
+        self.store.size_on_disk()
+    }
+
     /// Parked ordering keys with what blocks them.
     pub fn parked_keys(&self) -> Result<Vec<(bytes::Bytes, ParkRecord)>, Error> {
         Ok(self.store.parked_keys()?)

@@ -82,6 +82,12 @@ pub trait IdempotencyStore: Send + Sync + 'static {
 
     /// Counts of what the store holds.
     fn stats(&self) -> Result<StoreStats, StoreError>;
+
+    /// Bytes the store takes on disk, when it keeps data on disk and can tell cheaply
+    /// (read at every metrics scrape; default `None`).
+    fn size_on_disk(&self) -> Option<u64> {
+        None
+    }
 }
 
 impl<S: IdempotencyStore + ?Sized> IdempotencyStore for std::sync::Arc<S> {
@@ -125,5 +131,8 @@ impl<S: IdempotencyStore + ?Sized> IdempotencyStore for std::sync::Arc<S> {
     }
     fn stats(&self) -> Result<StoreStats, StoreError> {
         (**self).stats()
+    }
+    fn size_on_disk(&self) -> Option<u64> {
+        (**self).size_on_disk()
     }
 }

@@ -302,6 +302,10 @@ impl IdempotencyStore for SledStore {
         Ok(())
     }
 
+    fn size_on_disk(&self) -> Option<u64> {
+        self.db.size_on_disk().ok()
+    }
+
     fn stats(&self) -> Result<StoreStats, StoreError> {
         let mut stats = StoreStats {
             parked: self.parked.len() as u64,

@@ -142,6 +142,9 @@ async fn run_pipeline<Src: Source, D: DeadLetterSink>(
         .build()?;
     let handle = pipeline.handle();
     ctx.metrics.attach(handle.clone());
+    let sized = handle.clone();
+    ctx.metrics
+        .set_store_size_source(Box::new(move || sized.store_size_on_disk()));
     ctx.metrics.set_state(RouteState::Running);
     tracing::info!("route running");
     let mut stop = ctx.stop.clone();
