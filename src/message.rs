@@ -155,6 +155,7 @@ pub struct Message {
     timestamp: Option<SystemTime>,
     attempt: u32,
     idempotency_key: Option<Bytes>,
+    ordering_key: Option<Bytes>,
     native: Option<Native>,
 }
 
@@ -169,6 +170,7 @@ impl fmt::Debug for Message {
             .field("timestamp", &self.timestamp)
             .field("attempt", &self.attempt)
             .field("idempotency_key", &self.idempotency_key)
+            .field("ordering_key", &self.ordering_key)
             .finish_non_exhaustive()
     }
 }
@@ -283,6 +285,17 @@ impl Message {
 
     pub(crate) fn set_idempotency_key(&mut self, key: Option<Bytes>) {
         self.idempotency_key = key;
+    }
+
+    /// The ordering key the pipeline derived for this message (from the route's key
+    /// rule), when it has one. The Kafka `forward` handler uses it as the record key, so
+    /// the target topic keeps the same per-key order.
+    pub fn ordering_key(&self) -> Option<&Bytes> {
+        self.ordering_key.as_ref()
+    }
+
+    pub(crate) fn set_ordering_key(&mut self, key: Option<Bytes>) {
+        self.ordering_key = key;
     }
 
     pub(crate) fn set_attempt(&mut self, attempt: u32) {

@@ -84,7 +84,7 @@ pub(crate) fn check(path: &Path, offline: bool) -> anyhow::Result<ExitCode> {
     };
     println!("{}: ok ({} routes)", path.display(), config.routes.len());
     for route in config.routes.values() {
-        println!("  routes.{}: {}", route.name, describe(route));
+        println!("  routes.{}: {}", route.name, route.summary());
     }
     if offline {
         return Ok(ExitCode::SUCCESS);
@@ -112,26 +112,4 @@ pub(crate) fn check(path: &Path, offline: bool) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
-}
-
-fn describe(route: &worker::RouteSpec) -> String {
-    let source = match &route.source {
-        worker::SourceSpec::Kafka(k) => format!("kafka {:?} (group {})", k.topics, k.group),
-        worker::SourceSpec::Rabbitmq(r) => format!("rabbitmq queue `{}` on {}", r.queue, r.url),
-    };
-    let handler = match &route.handler {
-        worker::HandlerSpec::Http(h) => format!("http {} {}", h.method, h.url),
-        worker::HandlerSpec::Forward(worker::ForwardSpec::Kafka(t)) => {
-            format!("forward to kafka topic `{}`", t.topic)
-        }
-        worker::HandlerSpec::Forward(worker::ForwardSpec::Rabbitmq(t)) => {
-            format!("forward to rabbitmq exchange `{}` on {}", t.exchange, t.url)
-        }
-    };
-    let contract = route
-        .contract
-        .as_ref()
-        .map(|c| format!(", contract {c:?}"))
-        .unwrap_or_default();
-    format!("{source} -> {handler}{contract}")
 }

@@ -311,3 +311,31 @@ async fn a_dead_lettered_message_redelivered_is_not_dead_lettered_twice_but_a_re
     assert_eq!(stats.duplicates, 1);
     assert_eq!(recorder.calls().len(), 2);
 }
+
+#[tokio::test]
+async fn handlers_see_the_keys_the_pipeline_derived() {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = Arc::clone(&seen);
+    let mut config = quick_config();
+    config.ordering.key = seawall::KeyRule::new(["header:ordering-key".parse().unwrap()]);
+    let handler = seawall::handler_fn(move |message: Message| {
+        let record = Arc::clone(&record);
+        async move {
+            record.lock().unwrap().push((
+                message.ordering_key().cloned(),
+                message.idempotency_key().cloned(),
+            ));
+            Ok(())
+        }
+    });
+    let harness = start(config, handler);
+    harness
+        .publish(keyed("routing", 1).with_header("ordering-key", "customer-7"))
+        .await;
+    harness.finish().await;
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        [(Some("customer-7".into()), Some("routing-1".into()))]
+    );
+}

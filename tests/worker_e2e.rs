@@ -328,6 +328,10 @@ durability = {{ flush_interval = "1ms" }}
             .or_default()
             .push(seq_of(id));
         assert!(rabbit::header_text(message, "idempotency-key").is_some());
+        assert_eq!(
+            rabbit::header_text(message, "ordering-key").as_deref(),
+            body["customer"].as_str()
+        );
     }
     for (key, seqs) in per_key {
         assert_eq!(seqs, (0..20).collect::<Vec<_>>(), "order of {key}");
@@ -335,4 +339,117 @@ durability = {{ flush_interval = "1ms" }}
     let (status, log) = worker.stop(Duration::from_secs(30));
     assert!(status.success(), "{status}\n{log}");
     rabbit::delete(&channel, &[&queue]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bridge_forwards_rabbitmq_to_kafka_keeping_keys_and_dedup_ids() {
+    let queue = rabbit::unique("e2e-to-kafka");
+    let (_connection, channel) = rabbit::channel().await;
+    rabbit::declare(&channel, &queue).await;
+    let topic = kafka::unique("e2e-from-rabbit");
+    kafka::create_topic(&topic, 1).await;
+    let config = format!(
+        r#"[routes.to-kafka]
+source.rabbitmq = {{ url = "{}", queue = "{queue}" }}
+handler.forward.kafka = {{ brokers = "{}", topic = "{topic}" }}
+durability = {{ flush_interval = "1ms" }}
+"#,
+        rabbit::amqp_url(),
+        kafka::brokers(),
+    );
+    let worker = WorkerProc::start(&config);
+    let messages = (0..50).map(|i| rabbit::Out {
+        key: format!("k{}", i % 5),
+        id: Some(format!("r{i}")),
+        payload: order(&format!("k{}", i % 5), i / 5, "ok"),
+    });
+    rabbit::publish(&channel, &queue, messages).await;
+    let mut out = Vec::new();
+    for _ in 0..300 {
+        out = kafka::read_all(&topic, 1);
+        if out.len() >= 50 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(out.len(), 50);
+    let mut per_key: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+    for record in &out {
+        let body: serde_json::Value = serde_json::from_str(&record.payload).unwrap();
+        // The ordering header became the Kafka key; the message id the idempotency key.
+        assert_eq!(record.key.as_deref(), body["customer"].as_str());
+        assert!(record
+            .header("idempotency-key")
+            .is_some_and(|id| id.starts_with('r')));
+        per_key
+            .entry(body["customer"].as_str().unwrap().to_owned())
+            .or_default()
+            .push(seq_of(body["id"].as_str().unwrap()));
+    }
+    for (key, seqs) in per_key {
+        assert_eq!(seqs, (0..10).collect::<Vec<_>>(), "order of {key}");
+    }
+    let (status, log) = worker.stop(Duration::from_secs(30));
+    assert!(status.success(), "{status}\n{log}");
+    rabbit::delete(&channel, &[&queue, &format!("{queue}.dlq")]).await;
+}
+
+fn seawall_check(config: &str) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("seawall.toml");
+    std::fs::write(&path, config).unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_seawall"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.code().unwrap_or(-1), text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_reaches_every_broker_and_downstream_and_names_what_is_missing() {
+    let downstream = Downstream::start().await;
+    let queue = rabbit::unique("e2e-check");
+    let (_connection, channel) = rabbit::channel().await;
+    rabbit::declare(&channel, &queue).await;
+    let topic = kafka::unique("e2e-check");
+    kafka::create_topic(&topic, 1).await;
+    let good = format!(
+        r#"[routes.a]
+source.rabbitmq = {{ url = "{amqp}", queue = "{queue}" }}
+handler.http = {{ url = "{url}" }}
+
+[routes.b]
+source.kafka = {{ brokers = "{brokers}", group = "{topic}-g", topics = ["{topic}"] }}
+handler.forward.rabbitmq = {{ url = "{amqp}", exchange = "amq.topic" }}
+"#,
+        amqp = rabbit::amqp_url(),
+        url = downstream.url("/x"),
+        brokers = kafka::brokers(),
+    );
+    let (code, text) = seawall_check(&good);
+    assert_eq!(code, 0, "{text}");
+    assert_eq!(text.matches("reachable").count(), 4, "{text}");
+    let bad = good
+        .replace(&queue, "seawall-no-such-queue")
+        .replace(&topic, "seawall-no-such-topic")
+        .replace(&downstream.addr.to_string(), "127.0.0.1:1");
+    let (code, text) = seawall_check(&bad);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("seawall-no-such-queue"), "{text}");
+    assert!(
+        text.contains("no such topic: seawall-no-such-topic"),
+        "{text}"
+    );
+    assert!(text.contains("cannot connect to 127.0.0.1:1"), "{text}");
+    assert!(!text.contains("guest:guest"), "{text}");
+    rabbit::delete(&channel, &[&queue]).await;
+    // Nothing was consumed and no group was joined.
+    let group = format!("{topic}-g");
+    assert!(kafka::committed(&group, &topic, 1).iter().all(|&o| o < 0));
 }

@@ -57,8 +57,8 @@ impl KafkaTarget {
     }
 }
 
-/// Forwards messages to a Kafka topic with an idempotent producer. The original key is
-/// kept, so the target topic keeps per-key order; headers (trace context included) are
+/// Forwards messages to a Kafka topic with an idempotent producer. The record key is the
+/// message's ordering key (else its broker key), so the target topic keeps per-key order; headers (trace context included) are
 /// copied as they are, plus `idempotency-key` (the derived key) when absent.
 pub struct KafkaForwarder {
     producer: FutureProducer,
@@ -145,7 +145,7 @@ impl Handler for KafkaForwarder {
         let mut record = FutureRecord::to(&self.target.topic)
             .payload(&message.payload()[..])
             .headers(headers);
-        if let Some(key) = message.key() {
+        if let Some(key) = message.ordering_key().or(message.key()) {
             record = record.key(&key[..]);
         }
         match self

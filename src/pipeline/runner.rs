@@ -204,6 +204,7 @@ where
         delivery
             .message
             .set_idempotency_key(idempotency_key.clone());
+        delivery.message.set_ordering_key(ordering_key.clone());
         let job = Job {
             delivery,
             idempotency_key,

@@ -14,6 +14,9 @@ use crate::error::ConfigError;
 use crate::handler::{Handler, HandlerError};
 use crate::message::{Headers, Message};
 
+/// The header Seawall's RabbitMQ sources read the ordering key from by default.
+const ORDERING_HEADER: &str = "ordering-key";
+
 /// Where and how to forward.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -44,9 +47,10 @@ impl RabbitTarget {
 }
 
 /// Forwards messages to an exchange, persistent, keeping headers (trace context
-/// included) and, for messages from RabbitMQ, their AMQP properties. A message whose
-/// idempotency key is not in its headers gets it as `message_id`, so a Seawall consuming
-/// the target deduplicates a forward repeated after a crash.
+/// included) and, for messages from RabbitMQ, their AMQP properties. A message without a
+/// `message_id` gets its idempotency key as one, so a Seawall consuming the target
+/// deduplicates a forward repeated after a crash, and its ordering key as the
+/// `ordering-key` header when that is absent, so the target keeps the per-key order.
 pub struct RabbitForwarder {
     target: RabbitTarget,
     link: Mutex<Option<Link>>,
@@ -81,7 +85,14 @@ impl RabbitForwarder {
     async fn publish(&self, message: &Message) -> Result<(), HandlerError> {
         let exchange = &self.target.exchange;
         let channel = self.channel().await.map_err(HandlerError::transient)?;
-        let mut properties = properties_for(message, &Headers::new());
+        // A Seawall consuming the target orders by this header first.
+        let mut added = Headers::new();
+        if let Some(key) = message.ordering_key() {
+            if message.headers().get(ORDERING_HEADER).is_none() {
+                added.push(ORDERING_HEADER, key.clone());
+            }
+        }
+        let mut properties = properties_for(message, &added);
         if properties.message_id().is_none() {
             if let Some(key) = message.idempotency_key() {
                 let id = String::from_utf8_lossy(key);

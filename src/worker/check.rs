@@ -21,6 +21,37 @@ pub struct Probe {
     pub outcome: Result<(), String>,
 }
 
+impl RouteSpec {
+    /// One line saying what the route connects, with secrets redacted.
+    pub fn summary(&self) -> String {
+        let source = match &self.source {
+            SourceSpec::Kafka(k) => format!("kafka {:?} (group {})", k.topics, k.group),
+            SourceSpec::Rabbitmq(r) => format!("rabbitmq queue `{}` on {}", r.queue, r.url),
+        };
+        let handler = match &self.handler {
+            HandlerSpec::Http(h) => format!("http {} {}", h.method, redacted_url(&h.url)),
+            HandlerSpec::Forward(ForwardSpec::Kafka(t)) => {
+                format!("forward to kafka topic `{}` on {}", t.topic, t.brokers)
+            }
+            HandlerSpec::Forward(ForwardSpec::Rabbitmq(t)) => {
+                format!("forward to rabbitmq exchange `{}` on {}", t.exchange, t.url)
+            }
+        };
+        let contract = self
+            .contract
+            .as_ref()
+            .map(|c| {
+                format!(
+                    ", contract `{}` ({})",
+                    c.name.as_deref().unwrap_or("any"),
+                    c.encoding.as_str()
+                )
+            })
+            .unwrap_or_default();
+        format!("{source} -> {handler}{contract}")
+    }
+}
+
 /// Probes the route's source and handler target.
 pub async fn probe_route(route: &RouteSpec) -> Vec<Probe> {
     let at = format!("routes.{}", route.name);
@@ -100,13 +131,13 @@ async fn bounded(
 
 /// The URL without user info, for display.
 fn redacted_url(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => match rest.split_once('@') {
-            Some((_, host)) if !host.contains('/') || rest.find('@') < rest.find('/') => {
-                format!("{scheme}://***@{host}")
-            }
-            _ => url.to_owned(),
-        },
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((_, host)) => format!("{scheme}://***@{host}{tail}"),
         None => url.to_owned(),
     }
 }
@@ -157,5 +188,7 @@ mod tests {
         assert_eq!(host_port("https://u:p@b/x"), Some(("b".into(), 443)));
         assert_eq!(host_port("http://[::1]:81/"), Some(("::1".into(), 81)));
         assert_eq!(redacted_url("https://u:secret@b/x"), "https://***@b/x");
+        assert_eq!(redacted_url("http://a/b@c"), "http://a/b@c");
+        assert_eq!(redacted_url("http://a:1/x"), "http://a:1/x");
     }
 }
