@@ -453,3 +453,65 @@ handler.forward.rabbitmq = {{ url = "{amqp}", exchange = "amq.topic" }}
     let group = format!("{topic}-g");
     assert!(kafka::committed(&group, &topic, 1).iter().all(|&o| o < 0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_waits_for_running_handlers_and_a_second_signal_exits_at_once() {
+    // A downstream that accepts connections and never answers.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket);
+        }
+    });
+    let queue = rabbit::unique("e2e-signals");
+    let (_connection, channel) = rabbit::channel().await;
+    rabbit::declare(&channel, &queue).await;
+    let config = format!(
+        r#"[routes.signals]
+source.rabbitmq = {{ url = "{}", queue = "{queue}" }}
+handler.http = {{ url = "http://{silent_addr}/", timeout = "60s" }}
+handler_timeout = "60s"
+"#,
+        rabbit::amqp_url(),
+    );
+    let mut worker = WorkerProc::start(&config);
+    let one = rabbit::Out {
+        key: "k".into(),
+        id: Some("stuck-1".into()),
+        payload: order("k", 0, "ok"),
+    };
+    rabbit::publish(&channel, &queue, [one]).await;
+    for _ in 0..100 {
+        if worker
+            .get("/metrics")
+            .is_some_and(|(_, m)| m.contains("seawall_in_flight{route=\"signals\"} 1"))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    worker.terminate();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        !worker.exited(),
+        "the first signal waits for the running handler"
+    );
+    let (code, body) = worker.get("/readyz").unwrap();
+    assert_eq!(code, 503, "not ready while stopping: {body}");
+    worker.terminate();
+    let started = std::time::Instant::now();
+    let (status, log) = worker.wait(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(130), "{log}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // Not acknowledged: the broker has the message again for the next worker.
+    for _ in 0..50 {
+        if rabbit::queue_len(&channel, &queue).await == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(rabbit::queue_len(&channel, &queue).await, 1);
+    rabbit::delete(&channel, &[&queue, &format!("{queue}.dlq")]).await;
+}

@@ -29,6 +29,8 @@ const CHANNEL: usize = 1024;
 const POLL: Duration = Duration::from_millis(50);
 const LAG_EVERY: Duration = Duration::from_secs(5);
 const FULL_GRACE: Duration = Duration::from_millis(200);
+/// Longest wait at shutdown for the revoke that unsubscribing causes.
+const UNSUBSCRIBE_GRACE: Duration = Duration::from_secs(15);
 
 /// Hooks into rebalances: drain and commit on revoke, start fresh on assign.
 struct SeawallContext {
@@ -282,6 +284,25 @@ impl Poller {
             commit(&self.consumer, &self.partitions, None, CommitMode::Sync);
         }
         self.consumer.unsubscribe();
+        self.settle_unsubscribe();
+    }
+
+    /// Polls until the revoke that unsubscribing causes has run. Left to the consumer's
+    /// drop, that revoke runs inside librdkafka's close, where the rebalance-protocol
+    /// query of rdkafka's rebalance callback can wait forever (seen with the mock
+    /// cluster: the drop never returned).
+    fn settle_unsubscribe(&mut self) {
+        let deadline = Instant::now() + UNSUBSCRIBE_GRACE;
+        while Instant::now() < deadline {
+            let assigned = self.consumer.assignment().map_or(0, |list| list.count());
+            if assigned == 0 {
+                return;
+            }
+            // Records still buffered are dropped: they were never handed over, so
+            // nothing past them is committed and the next owner reads them.
+            let _ = self.consumer.poll(POLL);
+        }
+        tracing::warn!("partitions still assigned after unsubscribing; closing anyway");
     }
 
     /// Pauses every assigned partition while the pipeline does not take more — it said

@@ -39,4 +39,4 @@ pub use convert::AmqpMeta;
 pub use error::{RabbitError, RabbitErrorKind};
 pub use forward::{RabbitForwarder, RabbitTarget};
 pub use sink::RabbitDeadLetters;
-pub use source::{ConnectionLosses, RabbitSource};
+pub use source::{Connected, ConnectionLosses, RabbitSource};

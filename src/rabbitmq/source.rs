@@ -8,7 +8,7 @@
 //! is never acked on a channel it did not come from. Seawall never requeues to retry:
 //! a requeue would break per-key order.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use futures::StreamExt;
@@ -68,9 +68,22 @@ impl ConnectionLosses {
     }
 }
 
+/// Whether a source is connected now (false from a lost connection until the
+/// reconnect succeeds), for readiness checks.
+#[derive(Clone, Debug)]
+pub struct Connected(Arc<AtomicBool>);
+
+impl Connected {
+    /// True while the source has a live connection and consumer.
+    pub fn is_connected(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
 /// Consumes a RabbitMQ queue. Build with [`RabbitSource::connect`].
 pub struct RabbitSource {
     generation: Arc<AtomicU64>,
+    connected: Arc<AtomicBool>,
     deliveries: mpsc::Receiver<Delivery>,
     stop: watch::Sender<bool>,
     driver: Option<JoinHandle<()>>,
@@ -82,6 +95,7 @@ impl RabbitSource {
     pub async fn connect(config: RabbitConfig) -> Result<Self, crate::Error> {
         config.validate()?;
         let generation = Arc::new(AtomicU64::new(1));
+        let connected = Arc::new(AtomicBool::new(true));
         let tag = format!("seawall-{}-{}", std::process::id(), config.queue);
         let (link, consumer) = open_consumer(&config, &tag).await?;
         let capacity = usize::from(config.prefetch).max(1);
@@ -96,6 +110,7 @@ impl RabbitSource {
             deliveries: deliveries_tx,
             acks: acks_tx,
             generation: Arc::clone(&generation),
+            connected: Arc::clone(&connected),
             stop: stop_rx,
         };
         let session = Session {
@@ -105,6 +120,7 @@ impl RabbitSource {
         };
         Ok(Self {
             generation,
+            connected,
             deliveries,
             stop,
             driver: Some(tokio::spawn(driver.run(session, ack_task))),
@@ -116,6 +132,11 @@ impl RabbitSource {
     /// A counter of the connections this source lost and re-established.
     pub fn connection_losses(&self) -> ConnectionLosses {
         ConnectionLosses(Arc::clone(&self.generation))
+    }
+
+    /// Whether the source is connected now.
+    pub fn connected(&self) -> Connected {
+        Connected(Arc::clone(&self.connected))
     }
 }
 
@@ -173,6 +194,7 @@ struct Driver {
     deliveries: mpsc::Sender<Delivery>,
     acks: mpsc::Sender<AckCommand>,
     generation: Arc<AtomicU64>,
+    connected: Arc<AtomicBool>,
     stop: watch::Receiver<bool>,
 }
 
@@ -183,6 +205,7 @@ impl Driver {
             if let Ended::Lost(reason) = ended {
                 // Acks still queued for the lost channel must not reach the next one.
                 self.generation.fetch_add(1, Ordering::SeqCst);
+                self.connected.store(false, Ordering::SeqCst);
                 tracing::warn!(queue = %self.queue, %reason, "RabbitMQ connection lost; reconnecting");
                 session.link.close().await;
                 match self.reconnect().await {
@@ -242,6 +265,7 @@ impl Driver {
             match open_consumer(&self.config, &self.tag).await {
                 Ok((link, consumer)) => {
                     tracing::info!(queue = %self.queue, "reconnected to RabbitMQ");
+                    self.connected.store(true, Ordering::SeqCst);
                     let generation = self.generation.load(Ordering::SeqCst);
                     return Some(Session {
                         link,

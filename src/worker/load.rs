@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 
 use super::config::{HandlerSpec, RouteSpec, Sections, SourceSpec, WorkerConfig};
 use super::locate::Locator;
-use crate::contract::{ContractCheck, ContractRegistry};
+use crate::contract::{set_max_allocation_bytes, ContractCheck, ContractRegistry};
 use crate::error::ConfigError;
 use crate::pipeline::PipelineConfig;
 
@@ -164,6 +164,16 @@ fn check_contracts(origins: &Origins<'_>, config: &WorkerConfig) -> Result<(), C
         .collect();
     if with_contract.is_empty() {
         return Ok(());
+    }
+    // Before any check is built: the bound can be set once per process, and building a
+    // check sets the default when nothing was set.
+    let in_force = set_max_allocation_bytes(config.contracts.max_allocation_bytes);
+    if in_force != config.contracts.max_allocation_bytes {
+        tracing::warn!(
+            configured = config.contracts.max_allocation_bytes,
+            in_force,
+            "contracts.max_allocation_bytes was already set in this process; keeping the first value"
+        );
     }
     let registry = ContractRegistry::load(&config.contracts.dir)
         .map_err(|e| origins.error("contracts.dir", e))?;

@@ -91,12 +91,16 @@ async fn run_once(spec: &RouteSpec, ctx: &RouteContext) -> Result<StatsSnapshot,
                     .collect()
             }));
             let sink = KafkaDeadLetters::connect(kafka).await?;
-            run_pipeline(spec, ctx, source, sink, handler, store).await
+            run_pipeline(spec, ctx, source, sink, handler, store, None).await
         }
         SourceSpec::Rabbitmq(rabbit) => {
             let source = RabbitSource::connect(rabbit.clone()).await?;
+            let connected = source.connected();
+            let probe: ConnectedProbe = Box::new(move || connected.is_connected());
             let sink = Arc::new(RabbitDeadLetters::connect(rabbit).await?);
-            let result = run_pipeline(spec, ctx, source, Arc::clone(&sink), handler, store).await;
+            let route_sink = Arc::clone(&sink);
+            let result =
+                run_pipeline(spec, ctx, source, route_sink, handler, store, Some(probe)).await;
             sink.close().await;
             result
         }
@@ -125,6 +129,32 @@ async fn build_handler(spec: &RouteSpec, ctx: &RouteContext) -> Result<RouteHand
     Ok(RouteHandler::Checked(Contracted::new(check, measured)))
 }
 
+/// Tells whether the source is connected now.
+type ConnectedProbe = Box<dyn Fn() -> bool + Send + Sync>;
+
+/// Keeps readiness in step with the source's connection: a route whose source lost its
+/// broker and is reconnecting is not ready.
+async fn watch_connection(metrics: RouteMetrics, connected: ConnectedProbe) {
+    let mut marked_down = false;
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let up = connected();
+        match (metrics.state(), up) {
+            (RouteState::Running, false) => {
+                metrics.set_state(RouteState::Failed(
+                    "lost the broker connection; reconnecting".to_owned(),
+                ));
+                marked_down = true;
+            }
+            (RouteState::Failed(_), true) if marked_down => {
+                metrics.set_state(RouteState::Running);
+                marked_down = false;
+            }
+            _ => {}
+        }
+    }
+}
+
 async fn run_pipeline<Src: Source, D: DeadLetterSink>(
     spec: &RouteSpec,
     ctx: &RouteContext,
@@ -132,6 +162,7 @@ async fn run_pipeline<Src: Source, D: DeadLetterSink>(
     sink: D,
     handler: RouteHandler,
     store: SledStore,
+    connected: Option<ConnectedProbe>,
 ) -> Result<StatsSnapshot, Error> {
     let pipeline = Pipeline::builder()
         .source(source)
@@ -148,12 +179,19 @@ async fn run_pipeline<Src: Source, D: DeadLetterSink>(
     ctx.metrics.set_state(RouteState::Running);
     tracing::info!("route running");
     let mut stop = ctx.stop.clone();
+    let metrics = ctx.metrics.clone();
     let stopper = tokio::spawn(async move {
         if stop.wait_for(|stop| *stop).await.is_ok() {
+            // Not ready from the first moment of a stop: it takes no new work.
+            metrics.set_state(RouteState::Stopped);
             handle.shutdown();
         }
     });
+    let watcher = connected.map(|probe| tokio::spawn(watch_connection(ctx.metrics.clone(), probe)));
     let result = pipeline.run().await;
     stopper.abort();
+    if let Some(watcher) = watcher {
+        watcher.abort();
+    }
     result
 }

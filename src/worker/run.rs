@@ -66,7 +66,7 @@ fn load_contracts(config: &WorkerConfig) -> Result<Option<Arc<ContractRegistry>>
     if config.routes.values().all(|r| r.contract.is_none()) {
         return Ok(None);
     }
-    // Before the first decode: the bound can be set only once per process.
+    // Normally set already when the file was loaded; this covers configs built in code.
     set_max_allocation_bytes(config.contracts.max_allocation_bytes);
     let registry = ContractRegistry::load(&config.contracts.dir)
         .map_err(|e| crate::ConfigError::new("contracts.dir", e.to_string()))?;

@@ -102,8 +102,23 @@ impl WorkerProc {
     }
 
     /// Sends SIGTERM and waits for the exit (at most `limit`).
-    pub fn stop(mut self, limit: Duration) -> (ExitStatus, String) {
+    pub fn stop(self, limit: Duration) -> (ExitStatus, String) {
+        self.terminate();
+        self.wait(limit)
+    }
+
+    /// Sends SIGTERM without waiting.
+    pub fn terminate(&self) {
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+    }
+
+    /// Whether the process has exited.
+    pub fn exited(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_some()
+    }
+
+    /// Waits for the exit (at most `limit`).
+    pub fn wait(mut self, limit: Duration) -> (ExitStatus, String) {
         let deadline = Instant::now() + limit;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
