@@ -1,11 +1,6 @@
 //! Failure fingerprints: the error kind plus the error message with its variable parts
 //! (numbers, ids, timestamps, quoted values) replaced, so dead letters with the same cause
-//! group together; and [`group`], which counts records per fingerprint.
-
-use std::collections::HashMap;
-use std::time::SystemTime;
-
-use super::record::DlqRecord;
+//! group together.
 
 /// Only this much of an error message is normalised: enough to tell causes apart, and it
 /// keeps grouping 100,000 records with long stack-trace messages fast.
@@ -36,62 +31,6 @@ pub fn fingerprint(kind: &str, error: &str) -> String {
     out.push_str(": ");
     out.push_str(&normalised);
     out
-}
-
-/// Dead letters sharing one fingerprint.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DlqGroup {
-    /// The shared fingerprint (what `--group` selects).
-    pub fingerprint: String,
-    /// The failure kind.
-    pub kind: String,
-    /// The error message of the first record seen.
-    pub example_error: String,
-    /// How many records share the fingerprint.
-    pub count: usize,
-    /// The earliest failure time among them, when any record has one.
-    pub first_seen: Option<SystemTime>,
-    /// The latest failure time among them, when any record has one.
-    pub last_seen: Option<SystemTime>,
-    /// The id of the first record seen.
-    pub example_id: String,
-}
-
-/// Groups records by [`fingerprint`], most frequent first (ties by fingerprint).
-pub fn group<'a>(records: impl IntoIterator<Item = &'a DlqRecord>) -> Vec<DlqGroup> {
-    let mut index: HashMap<String, usize> = HashMap::new();
-    let mut groups: Vec<DlqGroup> = Vec::new();
-    for record in records {
-        let print = record.fingerprint();
-        let slot = match index.get(&print) {
-            Some(&slot) => slot,
-            None => {
-                groups.push(DlqGroup {
-                    fingerprint: print.clone(),
-                    kind: record.failure.kind.clone(),
-                    example_error: record.failure.error.clone(),
-                    count: 0,
-                    first_seen: None,
-                    last_seen: None,
-                    example_id: record.id.clone(),
-                });
-                index.insert(print, groups.len() - 1);
-                groups.len() - 1
-            }
-        };
-        let group = &mut groups[slot];
-        group.count += 1;
-        if let Some(at) = record.failure.failed_at {
-            group.first_seen = Some(group.first_seen.map_or(at, |seen| seen.min(at)));
-            group.last_seen = Some(group.last_seen.map_or(at, |seen| seen.max(at)));
-        }
-    }
-    groups.sort_by(|a, b| {
-        b.count
-            .cmp(&a.count)
-            .then_with(|| a.fingerprint.cmp(&b.fingerprint))
-    });
-    groups
 }
 
 fn head(text: &str) -> &str {

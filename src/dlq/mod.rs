@@ -12,10 +12,12 @@
 mod filter;
 mod fingerprint;
 mod formats;
+mod group;
 mod order;
 mod record;
 
 pub use filter::DlqFilter;
-pub use fingerprint::{fingerprint, group, DlqGroup};
+pub use fingerprint::fingerprint;
+pub use group::{group, DlqGroup};
 pub use order::replay_order;
 pub use record::{DlqFailure, DlqFormat, DlqRecord, ReplayError, UNKNOWN_KIND};
