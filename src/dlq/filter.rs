@@ -18,7 +18,7 @@ pub struct DlqFilter {
     pub since: Option<SystemTime>,
     /// Failed before this time. A record with no failure time does not match.
     pub until: Option<SystemTime>,
-    /// The record's [`fingerprint`](super::fingerprint) equals this.
+    /// The record's [`fingerprint`](fn@super::fingerprint) equals this.
     pub group: Option<String>,
 }
 

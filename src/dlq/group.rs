@@ -1,4 +1,4 @@
-//! [`group`]: dead letters counted per failure [`fingerprint`](super::fingerprint), for
+//! [`group`]: dead letters counted per failure [`fingerprint`](fn@super::fingerprint), for
 //! `seawall dlq groups`.
 
 use std::collections::HashMap;
@@ -25,7 +25,8 @@ pub struct DlqGroup {
     pub example_id: String,
 }
 
-/// Groups records by [`fingerprint`], most frequent first (ties by fingerprint).
+/// Groups records by [`fingerprint`](fn@super::fingerprint), most frequent first (ties by
+/// fingerprint).
 pub fn group<'a>(records: impl IntoIterator<Item = &'a DlqRecord>) -> Vec<DlqGroup> {
     let mut index: HashMap<String, usize> = HashMap::new();
     let mut groups: Vec<DlqGroup> = Vec::new();

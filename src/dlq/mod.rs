@@ -5,8 +5,9 @@
 //! failure parsed from its headers. Seawall's own `seawall.*` headers are read, and so are
 //! Spring Kafka's `kafka_dlt-*` and Kafka Connect's `__connect.errors.*` headers, so one
 //! tool serves a mixed estate. Parsing never fails: what the headers do not say stays
-//! unknown. [`fingerprint`] and [`group`] gather records by cause, [`DlqFilter`] selects
-//! them, and [`replay_order`] puts a selection in the order a replay must send it.
+//! unknown. [`fingerprint`](fn@fingerprint) and [`group`](fn@group) gather records by
+//! cause, [`DlqFilter`] selects them, and [`replay_order`] puts a selection in the order a
+//! replay must send it.
 //! See `docs/dlq.md`.
 
 mod filter;
