@@ -36,6 +36,7 @@ mod breaker;
 #[cfg(feature = "contracts")]
 pub mod contract;
 mod dead_letter;
+pub mod dlq;
 mod error;
 mod handler;
 #[cfg(feature = "http")]

@@ -39,6 +39,10 @@ pub mod header {
     /// Set on a replayed message: the dead letter it replays. A replay is handled even
     /// though its idempotency key is recorded as dead-lettered.
     pub const REPLAY_OF: &str = "seawall.replay-of";
+    /// Set on a replayed message: how many times this message has been replayed
+    /// (decimal; the first replay carries `1`). Kept when a replay is dead-lettered again,
+    /// so the operator tooling can refuse a message replayed too often.
+    pub const REPLAY_COUNT: &str = "seawall.replay-count";
 
     pub(crate) const FAILURE_HEADERS: [&str; 12] = [
         ERROR,
