@@ -18,6 +18,7 @@
 //! ```
 
 mod config;
+mod context;
 mod error;
 mod forward;
 mod partitions;

@@ -13,12 +13,13 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::{BorrowedMessage, Headers as _, Message as _};
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 
 use super::config::KafkaConfig;
+use super::context::{commit, SeawallContext};
 use super::error::KafkaError;
 use super::partitions::Partitions;
 use crate::message::{Headers, Message, Position};
@@ -31,74 +32,6 @@ const LAG_EVERY: Duration = Duration::from_secs(5);
 const FULL_GRACE: Duration = Duration::from_millis(200);
 /// Longest wait at shutdown for the revoke that unsubscribing causes.
 const UNSUBSCRIBE_GRACE: Duration = Duration::from_secs(15);
-
-/// Hooks into rebalances: drain and commit on revoke, start fresh on assign.
-struct SeawallContext {
-    partitions: Arc<Partitions>,
-    revoke_timeout: Duration,
-    reassigned: Arc<AtomicBool>,
-}
-
-impl ClientContext for SeawallContext {}
-
-fn partition_ids(list: &TopicPartitionList) -> Vec<PartitionId> {
-    list.elements()
-        .iter()
-        .map(|e| PartitionId::new(e.topic(), e.partition()))
-        .collect()
-}
-
-impl ConsumerContext for SeawallContext {
-    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(list) = rebalance {
-            let revoked = partition_ids(list);
-            tracing::info!(partitions = ?revoked, "partitions revoked: finishing their running messages");
-            self.partitions.drain(&revoked, self.revoke_timeout);
-            commit(consumer, &self.partitions, Some(&revoked), CommitMode::Sync);
-            self.partitions.revoke(&revoked);
-        }
-    }
-
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Assign(list) = rebalance {
-            let assigned = partition_ids(list);
-            tracing::info!(partitions = ?assigned, "partitions assigned");
-            self.partitions.assign(&assigned);
-            self.reassigned.store(true, Ordering::SeqCst);
-        }
-    }
-}
-
-/// Commits the commit points that moved; on failure they stay uncommitted and are tried
-/// again next time.
-fn commit<C: ConsumerContext>(
-    consumer: &BaseConsumer<C>,
-    partitions: &Partitions,
-    only: Option<&[PartitionId]>,
-    mode: CommitMode,
-) {
-    let offsets = partitions.to_commit(only);
-    if offsets.is_empty() {
-        return;
-    }
-    let mut list = TopicPartitionList::new();
-    for (partition, offset) in &offsets {
-        let added = list.add_partition_offset(
-            &partition.topic,
-            partition.partition,
-            Offset::Offset(*offset),
-        );
-        if let Err(err) = added {
-            tracing::warn!(error = %err, %partition, "bad offset to commit");
-        }
-    }
-    match consumer.commit(&list, mode) {
-        Ok(()) => partitions.committed(&offsets),
-        Err(err) => {
-            tracing::warn!(error = %err, "offset commit failed; retrying at the next interval")
-        }
-    }
-}
 
 /// Per-partition lag: the high watermark less the commit point.
 #[derive(Clone, Default)]
