@@ -66,3 +66,84 @@ handler.http = {{ url = "http://127.0.0.1:1/" }}
     let (_connection, channel) = rabbit::channel().await;
     rabbit::delete(&channel, &[&queue, &format!("{queue}.dlq")]).await;
 }
+
+/// A private Kafka-API broker on its own port, so stopping it disturbs no other test.
+struct PrivateBroker {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl PrivateBroker {
+    fn start(port: u16) -> Self {
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = Command::new("tansu")
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "memory://tansu/"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("this test runs its own `tansu` broker; install it as scripts/test.sh does");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "tansu did not start on {port}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Self { child, port }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for PrivateBroker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kafka_route_is_not_ready_while_its_cluster_is_down() {
+    let port = worker_proc::free_port();
+    let mut broker = PrivateBroker::start(port);
+    let config = format!(
+        r#"[routes.orders]
+source.kafka = {{ brokers = "127.0.0.1:{}", group = "readiness", topics = ["readiness"], properties = {{ "reconnect.backoff.max.ms" = "500" }} }}
+handler.http = {{ url = "http://127.0.0.1:1/" }}
+"#,
+        broker.port
+    );
+    let worker = WorkerProc::start(&config);
+    broker.kill();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut body = String::new();
+    while Instant::now() < deadline {
+        let (code, text) = readyz(&worker);
+        if code == 503 {
+            body = text;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        body.contains("orders: failed: lost the broker connection"),
+        "{body:?}\n{}",
+        worker.log()
+    );
+    let _broker = PrivateBroker::start(port);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while readyz(&worker).0 != 200 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(readyz(&worker).0, 200, "ready again:\n{}", worker.log());
+    let (status, log) = worker.stop(Duration::from_secs(30));
+    assert!(status.success(), "{status}\n{log}");
+}

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use super::partitions::Partitions;
@@ -16,9 +17,19 @@ pub(super) struct SeawallContext {
     pub(super) partitions: Arc<Partitions>,
     pub(super) revoke_timeout: Duration,
     pub(super) reassigned: Arc<AtomicBool>,
+    /// False from librdkafka's "all brokers down" until the poll thread reaches the
+    /// cluster again.
+    pub(super) connected: Arc<AtomicBool>,
 }
 
-impl ClientContext for SeawallContext {}
+impl ClientContext for SeawallContext {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
+            self.connected.store(false, Ordering::SeqCst);
+        }
+        tracing::warn!(%error, reason, "Kafka client error");
+    }
+}
 
 fn partition_ids(list: &TopicPartitionList) -> Vec<PartitionId> {
     list.elements()

@@ -19,8 +19,10 @@
 
 mod config;
 mod context;
+mod convert;
 mod error;
 mod forward;
+mod lag;
 mod partitions;
 mod probe;
 mod sink;
@@ -31,4 +33,4 @@ pub use error::KafkaError;
 pub use forward::{KafkaForwarder, KafkaTarget};
 pub(crate) use probe::missing_topics;
 pub use sink::KafkaDeadLetters;
-pub use source::{KafkaSource, Lag};
+pub use source::{KafkaSource, Lag, Reachable};

@@ -8,21 +8,22 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::message::{BorrowedMessage, Headers as _, Message as _};
+use rdkafka::message::{BorrowedMessage, Message as _};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 
 use super::config::KafkaConfig;
 use super::context::{commit, SeawallContext};
+use super::convert::to_message;
 use super::error::KafkaError;
+pub use super::lag::{Lag, Reachable};
 use super::partitions::Partitions;
-use crate::message::{Headers, Message, Position};
+use crate::message::Message;
 use crate::source::{Ack, Delivery, Intake, Source, SourceError};
 use crate::tracker::PartitionId;
 
@@ -30,19 +31,12 @@ const CHANNEL: usize = 1024;
 const POLL: Duration = Duration::from_millis(50);
 const LAG_EVERY: Duration = Duration::from_secs(5);
 const FULL_GRACE: Duration = Duration::from_millis(200);
+/// How often a consumer that lost its cluster checks whether it is back, and how long
+/// one check may block the poll thread.
+const PROBE_EVERY: Duration = Duration::from_secs(1);
+const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 /// Longest wait at shutdown for the revoke that unsubscribing causes.
 const UNSUBSCRIBE_GRACE: Duration = Duration::from_secs(15);
-
-/// Per-partition lag: the high watermark less the commit point.
-#[derive(Clone, Default)]
-pub struct Lag(Arc<Mutex<Vec<(PartitionId, i64)>>>);
-
-impl Lag {
-    /// Lag of every owned partition, as of the last measurement (every few seconds).
-    pub fn get(&self) -> Vec<(PartitionId, i64)> {
-        self.0.lock().map(|l| l.clone()).unwrap_or_default()
-    }
-}
 
 struct Control {
     stop: AtomicBool,
@@ -56,6 +50,7 @@ pub struct KafkaSource {
     control: Arc<Control>,
     thread: Option<JoinHandle<()>>,
     lag: Lag,
+    connected: Arc<AtomicBool>,
 }
 
 impl KafkaSource {
@@ -64,10 +59,12 @@ impl KafkaSource {
         config.validate()?;
         let partitions = Arc::new(Partitions::default());
         let reassigned = Arc::new(AtomicBool::new(false));
+        let connected = Arc::new(AtomicBool::new(true));
         let context = SeawallContext {
             partitions: Arc::clone(&partitions),
             revoke_timeout: config.revoke_timeout,
             reassigned: Arc::clone(&reassigned),
+            connected: Arc::clone(&connected),
         };
         let consumer: BaseConsumer<SeawallContext> = config
             .consumer_config()
@@ -91,6 +88,7 @@ impl KafkaSource {
             tx,
             control: Arc::clone(&control),
             lag: lag.clone(),
+            connected: Arc::clone(&connected),
             commit_interval: config.commit_interval,
             has_patterns: config.topics.iter().any(|t| t.starts_with('^')),
             config,
@@ -112,12 +110,18 @@ impl KafkaSource {
             control,
             thread: Some(thread),
             lag,
+            connected,
         })
     }
 
     /// Consumer lag per owned partition.
     pub fn lag(&self) -> Lag {
         self.lag.clone()
+    }
+
+    /// Whether the cluster answers now.
+    pub fn reachable(&self) -> Reachable {
+        Reachable(Arc::clone(&self.connected))
     }
 }
 
@@ -169,6 +173,7 @@ struct Poller {
     tx: mpsc::Sender<Delivery>,
     control: Arc<Control>,
     lag: Lag,
+    connected: Arc<AtomicBool>,
     commit_interval: Duration,
     config: KafkaConfig,
     /// Whether a topic is a pattern: only then can our own dead-letter topics be
@@ -182,6 +187,7 @@ struct Poller {
 impl Poller {
     fn run(mut self) {
         let (mut last_commit, mut last_lag) = (Instant::now(), Instant::now());
+        let mut last_probe = Instant::now();
         while !self.control.stop.load(Ordering::SeqCst) {
             if !self.hand_over() {
                 break;
@@ -211,6 +217,10 @@ impl Poller {
             if last_lag.elapsed() >= LAG_EVERY {
                 self.measure_lag();
                 last_lag = Instant::now();
+            }
+            if last_probe.elapsed() >= PROBE_EVERY {
+                self.probe_cluster();
+                last_probe = Instant::now();
             }
         }
         if self.control.final_commit.load(Ordering::SeqCst) {
@@ -295,6 +305,17 @@ impl Poller {
         true
     }
 
+    /// After "all brokers down", asks for metadata until the cluster answers again.
+    fn probe_cluster(&self) {
+        if self.connected.load(Ordering::SeqCst) {
+            return;
+        }
+        if self.consumer.fetch_metadata(None, PROBE_TIMEOUT).is_ok() {
+            tracing::info!("Kafka cluster reachable again");
+            self.connected.store(true, Ordering::SeqCst);
+        }
+    }
+
     /// Lag of every owned partition: the high watermark less the commit point; for a
     /// partition nothing was tracked on yet, less the fetch position, or the committed
     /// offset before the first fetch.
@@ -364,35 +385,4 @@ fn fetch(partitions: &Partitions, record: &BorrowedMessage<'_>) -> Option<Fetche
         offset,
         epoch,
     })
-}
-
-/// A Kafka record as a Seawall message: key, payload, headers and timestamp as they are.
-fn to_message(record: &BorrowedMessage<'_>) -> Message {
-    let mut headers = Headers::new();
-    if let Some(list) = record.headers() {
-        for header in list.iter() {
-            headers.push(
-                header.key,
-                Bytes::copy_from_slice(header.value.unwrap_or_default()),
-            );
-        }
-    }
-    let mut message = Message::new(Bytes::copy_from_slice(record.payload().unwrap_or_default()))
-        .with_headers(headers)
-        .with_origin(
-            record.topic(),
-            Position::Offset {
-                partition: record.partition(),
-                offset: record.offset(),
-            },
-        );
-    if let Some(key) = record.key() {
-        message = message.with_key(Bytes::copy_from_slice(key));
-    }
-    if let Some(ms) = record.timestamp().to_millis() {
-        if let Ok(ms) = u64::try_from(ms) {
-            message = message.with_timestamp(std::time::UNIX_EPOCH + Duration::from_millis(ms));
-        }
-    }
-    message
 }

@@ -90,8 +90,10 @@ async fn run_once(spec: &RouteSpec, ctx: &RouteContext) -> Result<StatsSnapshot,
                     .map(|(partition, lag)| (partition.to_string(), lag))
                     .collect()
             }));
+            let reachable = source.reachable();
+            let probe: ConnectedProbe = Box::new(move || reachable.is_reachable());
             let sink = KafkaDeadLetters::connect(kafka).await?;
-            run_pipeline(spec, ctx, source, sink, handler, store, None).await
+            run_pipeline(spec, ctx, source, sink, handler, store, Some(probe)).await
         }
         SourceSpec::Rabbitmq(rabbit) => {
             let source = RabbitSource::connect(rabbit.clone()).await?;

@@ -1,0 +1,39 @@
+//! Kafka records as Seawall messages: adapters translate, they do not decide.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use rdkafka::message::{BorrowedMessage, Headers as _, Message as _};
+
+use crate::message::{Headers, Message, Position};
+
+/// A Kafka record as a Seawall message: key, payload, headers and timestamp as they are.
+pub(super) fn to_message(record: &BorrowedMessage<'_>) -> Message {
+    let mut headers = Headers::new();
+    if let Some(list) = record.headers() {
+        for header in list.iter() {
+            headers.push(
+                header.key,
+                Bytes::copy_from_slice(header.value.unwrap_or_default()),
+            );
+        }
+    }
+    let mut message = Message::new(Bytes::copy_from_slice(record.payload().unwrap_or_default()))
+        .with_headers(headers)
+        .with_origin(
+            record.topic(),
+            Position::Offset {
+                partition: record.partition(),
+                offset: record.offset(),
+            },
+        );
+    if let Some(key) = record.key() {
+        message = message.with_key(Bytes::copy_from_slice(key));
+    }
+    if let Some(ms) = record.timestamp().to_millis() {
+        if let Ok(ms) = u64::try_from(ms) {
+            message = message.with_timestamp(std::time::UNIX_EPOCH + Duration::from_millis(ms));
+        }
+    }
+    message
+}
