@@ -185,8 +185,13 @@ impl KafkaConfig {
             .set("bootstrap.servers", &self.brokers)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
-            .set("enable.partition.eof", "false")
+            .set("enable.partition.eof", "true")
             .set("auto.offset.reset", "earliest");
+        // The read ends after a quiet second at the end of the topic; librdkafka's default
+        // 500 ms fetch wait there would add to every command's time.
+        if !self.properties.0.contains_key("fetch.wait.max.ms") {
+            config.set("fetch.wait.max.ms", "100");
+        }
         config
     }
 

@@ -31,11 +31,14 @@ const POLL: Duration = Duration::from_millis(100);
 /// group, and it never commits or stores an offset: it can run next to the worker and
 /// leaves no group or offset on the broker. (librdkafka refuses `assign` without a
 /// `group.id`, so it carries a throwaway one that is never joined or committed to; the
-/// route's group is not used.) It reads until every partition has
-/// reached the end offset fetched at the start *and* no record has arrived for about a
-/// second, and fails when `timeout` passes before those end offsets are reached (a partial
-/// list would mislead). Records that arrive after the ends are reached, while the read
-/// waits for quiet, are included.
+/// route's group is not used.)
+///
+/// It reads until every partition has reached the end offset fetched at the start (or
+/// librdkafka reports its end, which covers trailing transaction markers) *and* no record
+/// has arrived for about a second; the end offsets are then fetched again, and a
+/// partition that grew is read on. It fails when `timeout` passes before the ends are
+/// reached (a partial list would mislead). Records that arrive after the ends are
+/// reached, while the read waits for quiet, are included.
 ///
 /// A record's id is `<topic>/<partition>/<offset>`; the broker timestamp fills
 /// [`DlqFailure::failed_at`](crate::dlq::DlqFailure::failed_at) when the headers carry no
@@ -61,7 +64,14 @@ pub fn read_dead_letters(
         let (low, high) = consumer
             .fetch_watermarks(topic, partition, remaining(deadline))
             .map_err(|e| KafkaError::new(context(), e))?;
-        ends.insert(partition, End { next: low, high });
+        ends.insert(
+            partition,
+            End {
+                next: low,
+                high,
+                eof: false,
+            },
+        );
         list.add_partition_offset(topic, partition, Offset::Beginning)
             .map_err(|e| KafkaError::new(context(), e))?;
     }
@@ -90,6 +100,16 @@ struct End {
     next: i64,
     /// The end offset to reach: the high watermark.
     high: i64,
+    /// librdkafka reported the end of the partition since the last record. This also ends
+    /// a partition whose last offsets are transaction markers, which are never delivered,
+    /// so `next` stays short of `high` there.
+    eof: bool,
+}
+
+impl End {
+    fn reached(&self) -> bool {
+        self.next >= self.high || self.eof
+    }
 }
 
 struct Reading<'a> {
@@ -108,6 +128,11 @@ impl Reading<'_> {
                 Some(Ok(message)) => {
                     self.take(&message);
                     last_record = Instant::now();
+                }
+                Some(Err(ClientError::PartitionEOF(partition))) => {
+                    if let Some(end) = self.ends.get_mut(&partition) {
+                        end.eof = true;
+                    }
                 }
                 // Transient (a broker restarting): librdkafka retries by itself.
                 Some(Err(err)) => self.last_error = Some(err),
@@ -130,6 +155,8 @@ impl Reading<'_> {
         let (partition, offset) = (message.partition(), message.offset());
         if let Some(end) = self.ends.get_mut(&partition) {
             end.next = end.next.max(offset + 1);
+            // More records than the last end-of-partition knew of: wait for the next one.
+            end.eof = false;
         }
         let id = format!("{}/{partition}/{offset}", self.topic);
         self.records
@@ -137,11 +164,12 @@ impl Reading<'_> {
     }
 
     fn reached(&self) -> bool {
-        self.ends.values().all(|end| end.next >= end.high)
+        self.ends.values().all(End::reached)
     }
 
-    /// Whether a partition's high watermark has moved past what was read, fetched anew
-    /// before the read ends (the watermark fetched at the start may have lagged).
+    /// Whether a partition's high watermark has grown since it was last fetched, fetched
+    /// anew before the read ends (the one fetched at the start may have lagged). A grown
+    /// partition is read on to its new end.
     fn grown(&mut self, deadline: Instant) -> bool {
         let mut grown = false;
         for (&partition, end) in self.ends.iter_mut() {
@@ -149,8 +177,11 @@ impl Reading<'_> {
                 self.consumer
                     .fetch_watermarks(self.topic, partition, remaining(deadline))
             {
-                end.high = end.high.max(high);
-                grown |= end.next < end.high;
+                if high > end.high {
+                    end.high = high;
+                    end.eof = false;
+                    grown = true;
+                }
             }
         }
         grown
@@ -160,7 +191,7 @@ impl Reading<'_> {
         let short: Vec<String> = self
             .ends
             .iter()
-            .filter(|(_, end)| end.next < end.high)
+            .filter(|(_, end)| !end.reached())
             .map(|(p, end)| format!("partition {p} at {} of {}", end.next, end.high))
             .collect();
         tracing::warn!(topic = self.topic, behind = ?short, last_error = ?self.last_error, "dead-letter read timed out");
