@@ -17,6 +17,8 @@ use super::kafka::{self, brokers};
 
 pub const COUNT: usize = 1000;
 pub const KEYS: usize = 50;
+/// The terminal width the commands are run with.
+pub const COLUMNS: usize = 150;
 
 /// One dead-letter record to produce, headers as raw bytes.
 pub struct Letter {
@@ -150,7 +152,7 @@ pub fn seawall(config: &Path, args: &[&str]) -> Output {
         .args(args)
         .arg("--config")
         .arg(config)
-        .env("COLUMNS", "200")
+        .env("COLUMNS", COLUMNS.to_string())
         .output()
         .unwrap()
 }
