@@ -1,6 +1,7 @@
 //! The `seawall` command: the worker (`seawall run`), its config check (`seawall check`)
 //! and idempotency-store maintenance (`seawall store`).
 
+mod dlq_cli;
 mod worker_cli;
 
 use std::path::PathBuf;
@@ -57,6 +58,11 @@ enum Command {
         #[command(subcommand)]
         action: StoreAction,
     },
+    /// Inspect a route's dead letters: list, show, groups (Kafka routes).
+    Dlq {
+        #[command(subcommand)]
+        action: dlq_cli::DlqCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -85,6 +91,7 @@ fn main() -> std::process::ExitCode {
         Command::Run { config } => worker_cli::run(&config),
         Command::Check { config, offline } => worker_cli::check(&config, offline),
         Command::Store { path, action } => store_command(&path, action),
+        Command::Dlq { action } => dlq_cli::run(action),
     };
     match result {
         Ok(code) => code,

@@ -167,6 +167,34 @@ impl KafkaConfig {
         config
     }
 
+    /// Settings for a reader that assigns partitions itself (the `seawall dlq` commands):
+    /// the pass-through properties less the group and commit ones, not the route's
+    /// `group.id`, nothing committed or stored.
+    pub(crate) fn reader_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        for (name, value) in &self.properties.0 {
+            let group_or_commit = name.starts_with("group.")
+                || name.starts_with("enable.auto.")
+                || name.starts_with("auto.")
+                || name == "session.timeout.ms";
+            if !group_or_commit {
+                config.set(name, value);
+            }
+        }
+        config
+            .set("bootstrap.servers", &self.brokers)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "true")
+            .set("auto.offset.reset", "earliest");
+        // The read ends after a quiet second at the end of the topic; librdkafka's default
+        // 500 ms fetch wait there would add to every command's time.
+        if !self.properties.0.contains_key("fetch.wait.max.ms") {
+            config.set("fetch.wait.max.ms", "100");
+        }
+        config
+    }
+
     pub(crate) fn producer_config(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
         for (name, value) in &self.properties.0 {

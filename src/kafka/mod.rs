@@ -20,6 +20,7 @@
 mod config;
 mod context;
 mod convert;
+mod dlq_reader;
 mod error;
 mod forward;
 mod lag;
@@ -29,6 +30,7 @@ mod sink;
 mod source;
 
 pub use config::{is_secret, DeadLetterTopic, KafkaConfig, Properties};
+pub use dlq_reader::read_dead_letters;
 pub use error::KafkaError;
 pub use forward::{KafkaForwarder, KafkaTarget};
 pub(crate) use probe::missing_topics;
