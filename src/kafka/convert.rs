@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use rdkafka::message::{BorrowedMessage, Headers as _, Message as _};
+use rdkafka::message::{BorrowedMessage, Header, Headers as _, Message as _, OwnedHeaders};
 
 use crate::message::{Headers, Message, Position};
 
@@ -36,4 +36,16 @@ pub(super) fn to_message(record: &BorrowedMessage<'_>) -> Message {
         }
     }
     message
+}
+
+/// Seawall headers as Kafka record headers, in order.
+pub(super) fn to_record_headers(headers: &Headers) -> OwnedHeaders {
+    headers
+        .iter()
+        .fold(OwnedHeaders::new(), |list, (name, value)| {
+            list.insert(Header {
+                key: name,
+                value: Some(&value[..]),
+            })
+        })
 }

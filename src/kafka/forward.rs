@@ -4,12 +4,14 @@
 use std::time::Duration;
 
 use rdkafka::error::{KafkaError as ClientError, RDKafkaErrorCode};
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::message::Header;
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde::Deserialize;
 
 use super::config::{KafkaConfig, Properties};
+use super::convert::to_record_headers;
 use super::error::KafkaError;
+use super::probe::topic_exists;
 use crate::error::ConfigError;
 use crate::handler::{Handler, HandlerError};
 use crate::message::Message;
@@ -79,19 +81,7 @@ impl KafkaForwarder {
             )
             .create()
             .map_err(|e| KafkaError::new("creating the forwarding producer", e))?;
-        let (probe, topic) = (producer.clone(), target.topic.clone());
-        let found = tokio::task::spawn_blocking(move || {
-            probe
-                .client()
-                .fetch_metadata(Some(&topic), Duration::from_secs(10))
-                .map(|m| {
-                    m.topics()
-                        .iter()
-                        .any(|t| t.error().is_none() && !t.partitions().is_empty())
-                })
-        })
-        .await
-        .unwrap_or(Err(ClientError::Canceled));
+        let found = topic_exists(&producer, &target.topic).await;
         match found {
             Ok(true) => Ok(Self { producer, target }),
             Ok(false) => Err(KafkaError::new(
@@ -123,16 +113,7 @@ fn is_permanent(err: &ClientError) -> bool {
 
 impl Handler for KafkaForwarder {
     async fn handle(&self, message: &Message) -> Result<(), HandlerError> {
-        let mut headers =
-            message
-                .headers()
-                .iter()
-                .fold(OwnedHeaders::new(), |list, (name, value)| {
-                    list.insert(Header {
-                        key: name,
-                        value: Some(&value[..]),
-                    })
-                });
+        let mut headers = to_record_headers(message.headers());
         // So a Seawall consuming the target deduplicates a forward repeated after a crash.
         if message.headers().get(IDEMPOTENCY_HEADER).is_none() {
             if let Some(key) = message.idempotency_key() {

@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use rdkafka::producer::{BaseProducer, Producer};
+use rdkafka::error::KafkaError as ClientError;
+use rdkafka::producer::{BaseProducer, FutureProducer, Producer};
 
 use super::config::KafkaConfig;
 use super::error::KafkaError;
@@ -43,4 +44,25 @@ pub(crate) async fn missing_topics(
             rdkafka::error::KafkaError::Canceled,
         ))
     })
+}
+
+/// Whether `topic` exists with partitions, per the cluster's metadata. The metadata call
+/// blocks, so it runs on a blocking thread.
+pub(crate) async fn topic_exists(
+    producer: &FutureProducer,
+    topic: &str,
+) -> Result<bool, ClientError> {
+    let (producer, topic) = (producer.clone(), topic.to_owned());
+    tokio::task::spawn_blocking(move || {
+        producer
+            .client()
+            .fetch_metadata(Some(&topic), Duration::from_secs(10))
+            .map(|m| {
+                m.topics()
+                    .iter()
+                    .any(|t| t.error().is_none() && !t.partitions().is_empty())
+            })
+    })
+    .await
+    .unwrap_or(Err(ClientError::Canceled))
 }

@@ -8,11 +8,12 @@ use std::time::Duration;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::RDKafkaErrorCode;
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
 
 use super::config::KafkaConfig;
+use super::convert::to_record_headers;
 use super::error::KafkaError;
+use super::probe::topic_exists;
 use crate::dead_letter::{DeadLetter, DeadLetterSink, SinkError};
 
 /// Produces dead letters to `<topic>.dlq` (or one configured topic), keeping the original
@@ -52,22 +53,10 @@ impl KafkaDeadLetters {
         Ok(sink)
     }
 
-    /// Whether `topic` exists, per the cluster's metadata (a blocking call, so it runs on
-    /// a blocking thread).
+    /// Whether `topic` exists; a failed metadata request counts as missing, and creating
+    /// it then says what is wrong.
     async fn exists(&self, topic: &str) -> bool {
-        let (producer, topic) = (self.producer.clone(), topic.to_owned());
-        tokio::task::spawn_blocking(move || {
-            producer
-                .client()
-                .fetch_metadata(Some(&topic), Duration::from_secs(10))
-                .is_ok_and(|m| {
-                    m.topics()
-                        .iter()
-                        .any(|t| t.error().is_none() && !t.partitions().is_empty())
-                })
-        })
-        .await
-        .unwrap_or(false)
+        topic_exists(&self.producer, topic).await.unwrap_or(false)
     }
 
     fn is_ensured(&self, topic: &str) -> bool {
@@ -133,15 +122,7 @@ impl DeadLetterSink for KafkaDeadLetters {
                 .await
                 .map_err(|e| SinkError::new(e.to_string()))?;
         }
-        let headers = letter
-            .headers()
-            .iter()
-            .fold(OwnedHeaders::new(), |list, (name, value)| {
-                list.insert(Header {
-                    key: name,
-                    value: Some(&value[..]),
-                })
-            });
+        let headers = to_record_headers(&letter.headers());
         let mut record = FutureRecord::to(&topic)
             .payload(&letter.message.payload()[..])
             .headers(headers);

@@ -172,17 +172,8 @@ pub(crate) async fn open_publisher(
 /// Opens a publishing channel with confirms, and declares (or checks) the dead-letter
 /// exchange and queue.
 pub(crate) async fn open_dead_letter_publisher(config: &RabbitConfig) -> Result<Link, RabbitError> {
-    let link = Link::open(
-        &config.url,
-        &format!("seawall dead-letter {}", config.queue),
-    )
-    .await?;
-    link.channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await
-        .map_err(|e| {
-            RabbitError::new(RabbitErrorKind::Connect, "enabling publisher confirms", e)
-        })?;
+    let name = format!("seawall dead-letter {}", config.queue);
+    let link = open_publisher(&config.url, &name, "").await?;
     let exchange = config.dead_letter_exchange();
     let queue = config.dead_letter_queue();
     let passive = config.dead_letter.passive;
