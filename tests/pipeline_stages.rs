@@ -339,3 +339,23 @@ async fn handlers_see_the_keys_the_pipeline_derived() {
         [(Some("customer-7".into()), Some("routing-1".into()))]
     );
 }
+
+#[tokio::test]
+async fn a_rate_limit_spaces_handler_calls() {
+    let mut config = quick_config();
+    config.rate_limit = Some(seawall::RateLimitConfig {
+        per_second: 100.0,
+        burst: 1,
+    });
+    let recorder = Recorder::new(|_, _, _| Ok(()));
+    let harness = start(config, recorder.clone());
+    let started = std::time::Instant::now();
+    for seq in 0..21 {
+        harness.publish(keyed(&format!("k{seq}"), seq)).await;
+    }
+    let (stats, _) = harness.finish().await;
+    assert_eq!(stats.processed, 21);
+    // 21 calls at 100 a second, no burst: the last one is due 200 ms after the first,
+    // whatever the concurrency (21 different keys could all run at once).
+    assert!(started.elapsed() >= Duration::from_millis(200));
+}
