@@ -171,16 +171,7 @@ impl KafkaConfig {
     /// the pass-through properties less the group and commit ones, not the route's
     /// `group.id`, nothing committed or stored.
     pub(crate) fn reader_config(&self) -> ClientConfig {
-        let mut config = ClientConfig::new();
-        for (name, value) in &self.properties.0 {
-            let group_or_commit = name.starts_with("group.")
-                || name.starts_with("enable.auto.")
-                || name.starts_with("auto.")
-                || name == "session.timeout.ms";
-            if !group_or_commit {
-                config.set(name, value);
-            }
-        }
+        let mut config = self.without_group_properties();
         config
             .set("bootstrap.servers", &self.brokers)
             .set("enable.auto.commit", "false")
@@ -195,17 +186,25 @@ impl KafkaConfig {
         config
     }
 
-    pub(crate) fn producer_config(&self) -> ClientConfig {
+    /// The pass-through properties less the consumer-group and commit ones, for clients
+    /// that join no group: the producers (which would log warnings about them) and the
+    /// dead-letter reader (which must not commit).
+    fn without_group_properties(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
         for (name, value) in &self.properties.0 {
-            // Consumer-only properties make the producer log warnings; skip the usual ones.
-            if !name.starts_with("group.")
-                && !name.starts_with("auto.")
-                && name != "session.timeout.ms"
-            {
+            let group_or_commit = name.starts_with("group.")
+                || name.starts_with("enable.auto.")
+                || name.starts_with("auto.")
+                || name == "session.timeout.ms";
+            if !group_or_commit {
                 config.set(name, value);
             }
         }
+        config
+    }
+
+    pub(crate) fn producer_config(&self) -> ClientConfig {
+        let mut config = self.without_group_properties();
         config
             .set("bootstrap.servers", &self.brokers)
             .set("enable.idempotence", "true")
