@@ -43,6 +43,11 @@ pub mod header {
     /// (decimal; the first replay carries `1`). Kept when a replay is dead-lettered again,
     /// so the operator tooling can refuse a message replayed too often.
     pub const REPLAY_COUNT: &str = "seawall.replay-count";
+    /// Set by `seawall dlq release` on the first replayed message of a parked key, with
+    /// the ordering key as value: the pipeline runs that message although its key is
+    /// parked, and releases the key when it is processed (if it fails again, the key
+    /// stays parked behind it). The value must equal the message's ordering key.
+    pub const RELEASE_PARK: &str = "seawall.release-park";
 
     pub(crate) const FAILURE_HEADERS: [&str; 12] = [
         ERROR,

@@ -69,6 +69,7 @@ pub(super) fn is_dead_letter_header(name: &str) -> bool {
     header::FAILURE_HEADERS.contains(&name)
         || name == header::REPLAY_OF
         || name == header::REPLAY_COUNT
+        || name == header::RELEASE_PARK
         || name.starts_with(SPRING_PREFIX)
         || name.starts_with(CONNECT_PREFIX)
 }

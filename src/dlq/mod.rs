@@ -14,11 +14,20 @@ mod filter;
 mod fingerprint;
 mod formats;
 mod group;
+mod ledger;
 mod order;
+mod plan;
 mod record;
+mod replay;
 
 pub use filter::DlqFilter;
 pub use fingerprint::fingerprint;
 pub use group::{group, DlqGroup};
+pub use ledger::{append_audit, AuditEntry, ReplayLedger};
 pub use order::replay_order;
+pub use plan::{plan_replay, PlanOptions, Refusal, Replay, ReplayPlan};
 pub use record::{DlqFailure, DlqFormat, DlqRecord, ReplayError, UNKNOWN_KIND};
+pub use replay::{
+    run_replay, BackendError, CanaryOutcome, Progress, ReplayBackend, ReplayEnd, ReplayRunError,
+    ReplaySettings, ReplaySummary, Sent,
+};

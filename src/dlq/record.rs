@@ -127,6 +127,9 @@ pub struct DlqRecord {
     pub payload: Bytes,
     /// All headers, failure headers included.
     pub headers: Headers,
+    /// The message id the dead letter carries (AMQP `message_id`); a replay keeps it, as
+    /// a RabbitMQ route's idempotency key is read from it by default.
+    pub message_id: Option<Bytes>,
     /// The failure, parsed from the headers.
     pub failure: DlqFailure,
 }
@@ -147,8 +150,15 @@ impl DlqRecord {
             key,
             payload: payload.into(),
             headers,
+            message_id: None,
             failure,
         }
+    }
+
+    /// Sets the message id (AMQP `message_id`) the dead letter carries.
+    pub fn with_message_id(mut self, id: impl Into<Bytes>) -> Self {
+        self.message_id = Some(id.into());
+        self
     }
 
     /// Fills [`DlqFailure::failed_at`] from the dead-letter record's own broker timestamp
@@ -172,7 +182,7 @@ impl DlqRecord {
     }
 
     /// The message to republish and where to: the original source (topic or queue), with
-    /// the original key and payload, and the headers less every failure header of the
+    /// the original key, message id and payload, and the headers less every failure header of the
     /// three formats, plus `seawall.replay-of = <id>` and
     /// `seawall.replay-count = <replay_count + 1>` (replacing earlier values).
     pub fn replay_message(&self) -> Result<(String, Message), ReplayError> {
@@ -191,6 +201,9 @@ impl DlqRecord {
         let mut message = Message::new(self.payload.clone()).with_headers(headers);
         if let Some(key) = &self.key {
             message = message.with_key(key.clone());
+        }
+        if let Some(id) = &self.message_id {
+            message = message.with_message_id(id.clone());
         }
         Ok((destination, message))
     }

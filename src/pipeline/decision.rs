@@ -54,6 +54,8 @@ pub(crate) struct Admission<'a> {
     pub attempts: AttemptRecord,
     pub is_replay: bool,
     pub parked: Option<&'a ParkRecord>,
+    /// An operator's `dlq release` of this message's parked key: it runs through the park.
+    pub releases_park: bool,
 }
 
 /// Before anything runs: limits, then duplicates, then a parked key, then a crash loop.
@@ -68,7 +70,7 @@ pub(crate) fn admit(facts: &Admission<'_>, config: &PipelineConfig) -> Decision 
         Some(SettledOutcome::DeadLettered) if !facts.is_replay => return Decision::SkipDuplicate,
         _ => {}
     }
-    if let Some(park) = facts.parked {
+    if let Some(park) = facts.parked.filter(|_| !facts.releases_park) {
         return Decision::DeadLetter(DeadLetterOrder {
             kind: DeadLetterKind::Parked,
             error: format!("ordering key is parked behind {}", park.blocked_by),
@@ -238,6 +240,7 @@ mod tests {
             attempts: AttemptRecord::default(),
             is_replay: false,
             parked: None,
+            releases_park: false,
         };
         assert_eq!(admit(&admission, &config), Decision::SkipDuplicate);
         admission.is_replay = true;
@@ -261,6 +264,7 @@ mod tests {
             },
             is_replay: false,
             parked: None,
+            releases_park: false,
         };
         assert_eq!(admit(&admission, &config), Decision::Run);
         admission.attempts.crashes = 5;
@@ -272,6 +276,32 @@ mod tests {
             })
         ));
         config.idempotency.crash_guard = false;
+        assert_eq!(admit(&admission, &config), Decision::Run);
+    }
+
+    #[test]
+    fn a_parked_key_holds_everything_but_its_release() {
+        let park = ParkRecord {
+            blocked_by: "order-7".into(),
+            since: std::time::SystemTime::now(),
+        };
+        let mut admission = Admission {
+            violation: None,
+            settled: None,
+            attempts: AttemptRecord::default(),
+            is_replay: true,
+            parked: Some(&park),
+            releases_park: false,
+        };
+        let config = PipelineConfig::default();
+        assert!(matches!(
+            admit(&admission, &config),
+            Decision::DeadLetter(DeadLetterOrder {
+                kind: DeadLetterKind::Parked,
+                ..
+            })
+        ));
+        admission.releases_park = true;
         assert_eq!(admit(&admission, &config), Decision::Run);
     }
 }

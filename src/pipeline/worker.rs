@@ -136,8 +136,20 @@ impl<H: Handler, S: IdempotencyStore, D: DeadLetterSink> Worker<'_, H, S, D> {
             attempts: state.attempts,
             is_replay: message.headers().get(header::REPLAY_OF).is_some(),
             parked: parked.as_ref(),
+            releases_park: self.releases_park(message),
         };
         Some((decision::admit(&admission, self.config()), state.attempts))
+    }
+
+    /// Whether `message` is the replay `seawall dlq release` marked to lift its key's
+    /// park: the marker must name this message's own ordering key.
+    fn releases_park(&self, message: &Message) -> bool {
+        let headers = message.headers();
+        headers.get(header::REPLAY_OF).is_some()
+            && self
+                .ordering_key
+                .as_ref()
+                .is_some_and(|key| headers.get_last(header::RELEASE_PARK) == Some(key))
     }
 
     async fn attempts(&self, message: &mut Message) -> Option<Fate> {
@@ -229,6 +241,16 @@ impl<H: Handler, S: IdempotencyStore, D: DeadLetterSink> Worker<'_, H, S, D> {
                     if settled.await.is_none() {
                         return;
                     }
+                }
+                if let Some(key) = self
+                    .ordering_key
+                    .as_ref()
+                    .filter(|_| self.releases_park(&message))
+                {
+                    if self.store_op(|s| s.release(key)).await.is_none() {
+                        return;
+                    }
+                    tracing::info!(key = %String::from_utf8_lossy(key), "parked key released by a replay");
                 }
                 bump(&stats.processed);
             }
