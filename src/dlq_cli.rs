@@ -1,20 +1,24 @@
-//! `seawall dlq`: the operators' read-only view of a route's dead letters — `list`, `show`
-//! and `groups` — for Kafka routes. Replay, release and RabbitMQ queues are not built yet.
+//! `seawall dlq`: the operators' view of a route's dead letters — `list`, `show`,
+//! `groups` — and putting them back: `replay` and `release`.
 
 mod payload;
+mod progress;
 mod render;
+mod replay;
+mod route;
 
-use std::collections::BTreeSet;
 use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
+use bytes::Bytes;
 use clap::{Args, Subcommand, ValueEnum};
-use seawall::dlq::{group, DlqFilter, DlqRecord};
-use seawall::kafka::{read_dead_letters, KafkaConfig};
-use seawall::worker::{self, SourceSpec};
+use seawall::dlq::{group, DlqFilter, DlqRecord, ReplayLedger};
+
+use replay::{ReplayJob, SendArgs};
+use route::RouteSource;
 
 /// The `seawall dlq` subcommands.
 #[derive(Subcommand)]
@@ -25,6 +29,9 @@ pub(crate) enum DlqCommand {
         route: RouteArgs,
         #[command(flatten)]
         filter: FilterArgs,
+        /// Include dead letters already replayed (hidden by default).
+        #[arg(long)]
+        all: bool,
         /// `table` for people, `json` (one array) for scripts.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
@@ -40,9 +47,35 @@ pub(crate) enum DlqCommand {
     Groups {
         #[command(flatten)]
         route: RouteArgs,
+        /// Include dead letters already replayed (hidden by default).
+        #[arg(long)]
+        all: bool,
         /// `table` for people, `json` (one array) for scripts.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
+    },
+    /// Republish dead letters to their original topic or queue, in their original order
+    /// per key. Remembers what it sent: a repeated or resumed replay sends nothing twice.
+    Replay {
+        #[command(flatten)]
+        route: RouteArgs,
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// Only these dead letters (ids as `list` prints them, comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        ids: Vec<String>,
+        #[command(flatten)]
+        send: SendArgs,
+    },
+    /// Release a parked ordering key: its dead letters are replayed in order, the first
+    /// marked to lift the park, so the key's order holds.
+    Release {
+        /// The parked ordering key, as text.
+        key: String,
+        #[command(flatten)]
+        route: RouteArgs,
+        #[command(flatten)]
+        send: SendArgs,
     },
 }
 
@@ -102,35 +135,131 @@ fn parse_time(text: &str) -> Result<SystemTime, String> {
         .ok_or_else(|| format!("`{text}` ago is before 1970"))
 }
 
-/// Runs one `seawall dlq` command. Exit codes: 0 done, 1 the dead letter asked for is not
-/// there, 2 a bad config, route or a route kind not supported yet.
+/// Runs one `seawall dlq` command. Exit codes: 0 done; 1 the dead letter asked for is
+/// not there, a replay refused some or its canary failed; 2 a bad config or route;
+/// 130 a replay interrupted (what was sent is remembered).
 pub(crate) fn run(command: DlqCommand) -> anyhow::Result<ExitCode> {
-    let route = match &command {
+    let args = match &command {
         DlqCommand::List { route, .. }
         | DlqCommand::Show { route, .. }
-        | DlqCommand::Groups { route, .. } => route,
+        | DlqCommand::Groups { route, .. }
+        | DlqCommand::Replay { route, .. }
+        | DlqCommand::Release { route, .. } => route,
     };
-    let (name, kafka) = match kafka_route(route) {
+    let route = match route::resolve(args) {
         Ok(found) => found,
         Err(message) => {
             eprintln!("seawall dlq: {message}");
             return Ok(ExitCode::from(2));
         }
     };
-    let timeout = route.timeout;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(run_on(command, &route))
+}
+
+async fn run_on(command: DlqCommand, route: &route::Route) -> anyhow::Result<ExitCode> {
     let out = &mut BufWriter::new(io::stdout().lock());
     let result = match &command {
-        DlqCommand::List { filter, format, .. } => {
-            let records = read_route(&name, &kafka, timeout)?;
+        DlqCommand::List {
+            filter,
+            format,
+            all,
+            ..
+        } => {
+            let records = unreplayed(route, route.read().await?, *all)?;
             list(out, &records, filter, *format).map(|()| ExitCode::SUCCESS)
         }
-        DlqCommand::Groups { format, .. } => {
-            let records = read_route(&name, &kafka, timeout)?;
+        DlqCommand::Groups { format, all, .. } => {
+            let records = unreplayed(route, route.read().await?, *all)?;
             groups(out, &records, *format).map(|()| ExitCode::SUCCESS)
         }
-        DlqCommand::Show { id, .. } => return show(out, &name, &kafka, id, timeout),
+        DlqCommand::Show { id, .. } => {
+            let Some(records) = records_holding(route, id).await? else {
+                return Ok(ExitCode::from(2));
+            };
+            show(out, &route.name, &records, id)
+        }
+        DlqCommand::Replay {
+            filter, ids, send, ..
+        } => {
+            let filter = filter.to_filter();
+            let job = job(route, send, None);
+            let select =
+                |r: &DlqRecord| filter.matches(r) && (ids.is_empty() || ids.contains(&r.id));
+            return job.run(select).await;
+        }
+        DlqCommand::Release { key, send, .. } => {
+            let key = Bytes::from(key.clone());
+            let job = job(route, send, Some(key.clone()));
+            return job.run(|r: &DlqRecord| r.order_key() == Some(&key)).await;
+        }
     };
     finish(out, result)
+}
+
+/// `records` less those the route's replay ledger holds, unless `all`; says how many
+/// were hidden.
+fn unreplayed(
+    route: &route::Route,
+    records: Vec<DlqRecord>,
+    all: bool,
+) -> anyhow::Result<Vec<DlqRecord>> {
+    let path = route.ledger_path();
+    if all || !path.exists() {
+        return Ok(records);
+    }
+    let ledger = ReplayLedger::open(path)?;
+    let total = records.len();
+    let kept: Vec<DlqRecord> = records
+        .into_iter()
+        .filter(|r| !ledger.contains(&r.id))
+        .collect();
+    if kept.len() < total {
+        eprintln!(
+            "seawall dlq: {} replayed dead letters hidden (--all shows them)",
+            total - kept.len()
+        );
+    }
+    Ok(kept)
+}
+
+/// The dead letters where `id` can be: for a Kafka route only the topic the id names
+/// (`topic/partition/offset`), which must be one of the route's; `None` when it is not,
+/// after telling the operator.
+async fn records_holding(route: &route::Route, id: &str) -> anyhow::Result<Option<Vec<DlqRecord>>> {
+    let RouteSource::Kafka(kafka) = &route.source else {
+        return Ok(Some(route.read().await?));
+    };
+    let topics = route::dead_letter_topics(&route.name, kafka);
+    // Topic names cannot contain `/`.
+    let topic = id.split('/').next().unwrap_or_default();
+    if !topics.contains(topic) {
+        let known: Vec<&str> = topics.iter().map(String::as_str).collect();
+        eprintln!(
+            "seawall dlq: `{id}` is not an id in route {}'s dead-letter topics ({}); ids look like topic/partition/offset",
+            route.name,
+            known.join(", ")
+        );
+        return Ok(None);
+    }
+    let only = std::collections::BTreeSet::from([topic.to_owned()]);
+    Ok(Some(
+        route::read_kafka(kafka.clone(), only, route.timeout).await?,
+    ))
+}
+
+fn job<'a>(route: &'a route::Route, send: &'a SendArgs, release: Option<Bytes>) -> ReplayJob<'a> {
+    let command: Vec<String> = std::env::args().skip(1).collect();
+    ReplayJob {
+        route,
+        send,
+        release,
+        command: command.join(" "),
+    }
 }
 
 /// Flushes; a closed pipe (`seawall dlq list | head`) is not an error.
@@ -142,70 +271,16 @@ fn finish(out: &mut impl Write, result: io::Result<ExitCode>) -> anyhow::Result<
     }
 }
 
-/// The route's name and Kafka settings, or what to tell the operator.
-fn kafka_route(args: &RouteArgs) -> Result<(String, KafkaConfig), String> {
-    let config = worker::load(&args.config).map_err(|err| err.to_string())?;
-    let names = || {
-        let names: Vec<&str> = config.routes.keys().map(String::as_str).collect();
-        names.join(", ")
-    };
-    let name = match (&args.route, config.routes.len()) {
-        (Some(name), _) => name.clone(),
-        (None, 1) => config.routes.keys().next().cloned().unwrap_or_default(),
-        (None, _) => return Err(format!("--route is needed; routes: {}", names())),
-    };
-    let Some(spec) = config.routes.get(&name) else {
-        return Err(format!(
-            "no route `{name}` in {}; routes: {}",
-            args.config.display(),
-            names()
-        ));
-    };
-    match &spec.source {
-        SourceSpec::Kafka(kafka) => Ok((name, kafka.clone())),
-        SourceSpec::Rabbitmq(_) => Err(format!(
-            "RabbitMQ dead-letter queues are not supported yet (route {name})"
-        )),
-    }
-}
-
-/// The route's dead-letter topics: the configured one, or `<topic>.dlq` per named topic.
-/// Topics reached through a pattern have dead-letter topics only the broker knows; they are
-/// named on stderr, not read.
-fn dead_letter_topics(name: &str, kafka: &KafkaConfig) -> BTreeSet<String> {
-    if let Some(topic) = &kafka.dead_letter.topic {
-        return BTreeSet::from([topic.clone()]);
-    }
-    let mut topics = BTreeSet::new();
-    for topic in &kafka.topics {
-        if topic.starts_with('^') {
-            eprintln!(
-                "seawall dlq: route {name}: dead letters of topics matching `{topic}` are not read \
-                 (their dead-letter topics are not known; set dead_letter.topic)"
-            );
-        } else {
-            topics.insert(kafka.dead_letter_topic(topic));
+impl FilterArgs {
+    fn to_filter(&self) -> DlqFilter {
+        DlqFilter {
+            key: self.key.clone(),
+            kind: self.kind.clone(),
+            since: self.since,
+            until: self.until,
+            group: self.group.clone(),
         }
     }
-    topics
-}
-
-/// Every dead letter of the route, topic by topic.
-fn read_route(
-    name: &str,
-    kafka: &KafkaConfig,
-    timeout: Duration,
-) -> anyhow::Result<Vec<DlqRecord>> {
-    let topics = dead_letter_topics(name, kafka);
-    anyhow::ensure!(
-        !topics.is_empty(),
-        "route {name} has no dead-letter topic to read"
-    );
-    let mut records = Vec::new();
-    for topic in &topics {
-        records.extend(read_dead_letters(kafka, topic, timeout)?);
-    }
-    Ok(records)
 }
 
 fn list(
@@ -214,13 +289,7 @@ fn list(
     filter: &FilterArgs,
     format: Format,
 ) -> io::Result<()> {
-    let filter = DlqFilter {
-        key: filter.key.clone(),
-        kind: filter.kind.clone(),
-        since: filter.since,
-        until: filter.until,
-        group: filter.group.clone(),
-    };
+    let filter = filter.to_filter();
     let mut selected: Vec<&DlqRecord> = records.iter().filter(|r| filter.matches(r)).collect();
     // Stable: records failing at the same time (or with no time, listed first) keep the
     // reader's topic, partition and offset order.
@@ -247,29 +316,10 @@ fn groups(out: &mut impl Write, records: &[DlqRecord], format: Format) -> io::Re
     }
 }
 
-fn show(
-    out: &mut impl Write,
-    name: &str,
-    kafka: &KafkaConfig,
-    id: &str,
-    timeout: Duration,
-) -> anyhow::Result<ExitCode> {
-    let topics = dead_letter_topics(name, kafka);
-    // The id is `topic/partition/offset`; topic names cannot contain `/`.
-    let topic = id.split('/').next().unwrap_or_default();
-    if !topics.contains(topic) {
-        let known: Vec<&str> = topics.iter().map(String::as_str).collect();
-        eprintln!(
-            "seawall dlq: `{id}` is not an id in route {name}'s dead-letter topics ({}); ids look like topic/partition/offset",
-            known.join(", ")
-        );
-        return Ok(ExitCode::from(2));
-    }
-    let records = read_dead_letters(kafka, topic, timeout)?;
+fn show(out: &mut impl Write, name: &str, records: &[DlqRecord], id: &str) -> io::Result<ExitCode> {
     let Some(record) = records.iter().find(|r| r.id == id) else {
-        eprintln!("seawall dlq: no dead letter `{id}` in topic {topic}");
+        eprintln!("seawall dlq: no dead letter `{id}` in route {name}'s dead letters (ids as `seawall dlq list` prints them)");
         return Ok(ExitCode::from(1));
     };
-    let result = render::show(out, record).map(|()| ExitCode::SUCCESS);
-    finish(out, result)
+    render::show(out, record).map(|()| ExitCode::SUCCESS)
 }

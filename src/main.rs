@@ -58,7 +58,7 @@ enum Command {
         #[command(subcommand)]
         action: StoreAction,
     },
-    /// Inspect a route's dead letters: list, show, groups (Kafka routes).
+    /// A route's dead letters: list, show, groups, replay, release.
     Dlq {
         #[command(subcommand)]
         action: dlq_cli::DlqCommand,

@@ -11,6 +11,9 @@ use super::formats;
 use crate::dead_letter::header;
 use crate::message::{Headers, Message};
 
+/// The header Seawall's default idempotency rule reads first.
+const IDEMPOTENCY_HEADER: &str = "idempotency-key";
+
 /// The failure kind of a record whose headers do not say why it failed.
 pub const UNKNOWN_KIND: &str = "unknown";
 
@@ -184,7 +187,9 @@ impl DlqRecord {
     /// The message to republish and where to: the original source (topic or queue), with
     /// the original key, message id and payload, and the headers less every failure header of the
     /// three formats, plus `seawall.replay-of = <id>` and
-    /// `seawall.replay-count = <replay_count + 1>` (replacing earlier values).
+    /// `seawall.replay-count = <replay_count + 1>` (replacing earlier values), and the
+    /// recorded idempotency key as an `idempotency-key` header when the message has
+    /// neither that header nor a message id (its key was derived from its position).
     pub fn replay_message(&self) -> Result<(String, Message), ReplayError> {
         let destination =
             self.failure
@@ -195,6 +200,13 @@ impl DlqRecord {
                 })?;
         let mut headers = self.headers.clone();
         headers.retain(|name, _| !formats::is_dead_letter_header(name));
+        // A key derived from the position (no header, no message id) would change with
+        // the replay's new position; carrying the recorded one as the header Seawall's
+        // default rule reads first keeps a repeated replay a duplicate.
+        let has_own_key = headers.get(IDEMPOTENCY_HEADER).is_some() || self.message_id.is_some();
+        if let (false, Some(key)) = (has_own_key, &self.failure.idempotency_key) {
+            headers.push(IDEMPOTENCY_HEADER, key.clone());
+        }
         headers.push(header::REPLAY_OF, self.id.clone());
         let count = self.failure.replay_count.saturating_add(1);
         headers.push(header::REPLAY_COUNT, count.to_string());

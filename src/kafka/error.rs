@@ -19,6 +19,14 @@ impl KafkaError {
         }
     }
 
+    /// Whether the failure is that a topic or partition does not exist.
+    pub fn is_unknown_topic(&self) -> bool {
+        matches!(
+            self.source.rdkafka_error_code(),
+            Some(RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic)
+        )
+    }
+
     /// Whether trying again later may work: a broker that is down comes back; bad
     /// credentials, a bad property or a refused topic need a person.
     pub fn is_recoverable(&self) -> bool {

@@ -26,6 +26,7 @@ mod forward;
 mod lag;
 mod partitions;
 mod probe;
+mod replay;
 mod sink;
 mod source;
 
@@ -34,5 +35,6 @@ pub use dlq_reader::read_dead_letters;
 pub use error::KafkaError;
 pub use forward::{KafkaForwarder, KafkaTarget};
 pub(crate) use probe::missing_topics;
+pub use replay::KafkaReplayer;
 pub use sink::KafkaDeadLetters;
 pub use source::{KafkaSource, Lag, Reachable};

@@ -1,10 +1,11 @@
 //! A scriptable HTTP downstream for worker tests. The request body is an order as JSON;
 //! its `note` says how to answer: `ok`, `503xN` (503 for the first N calls of that
 //! idempotency key), `429` (429 with `Retry-After: 1` on the first call), `400`
-//! (always). `set_down(true)` answers 503 to everything.
+//! (always), `fail:CAUSE` (400 with a cause-specific error naming the order's `seq`, until
+//! `fix(CAUSE)`). `set_down(true)` answers 503 to everything.
 #![allow(dead_code)]
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -30,6 +31,7 @@ struct Inner {
     calls: Mutex<Vec<Call>>,
     seen: Mutex<HashMap<String, u32>>,
     down: AtomicBool,
+    fixed: Mutex<HashSet<String>>,
 }
 
 #[derive(Clone)]
@@ -56,6 +58,11 @@ impl Downstream {
 
     pub fn set_down(&self, down: bool) {
         self.inner.down.store(down, Ordering::SeqCst);
+    }
+
+    /// Orders noted `fail:CAUSE` succeed from now on.
+    pub fn fix(&self, cause: &str) {
+        self.inner.fixed.lock().unwrap().insert(cause.to_owned());
     }
 
     pub fn calls(&self) -> Vec<Call> {
@@ -93,8 +100,14 @@ async fn answer(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Bytes
         *count += 1;
         *count
     };
+    let failing = note
+        .strip_prefix("fail:")
+        .filter(|cause| !inner.fixed.lock().unwrap().contains(*cause))
+        .map(|cause| failure_text(cause, json["seq"].as_u64().unwrap_or(0)));
     let (status, retry_after) = if inner.down.load(Ordering::SeqCst) {
         (503, None)
+    } else if failing.is_some() {
+        (400, None)
     } else if note == "400" {
         (400, None)
     } else if note == "429" && nth == 1 {
@@ -115,11 +128,22 @@ async fn answer(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Bytes
         status,
         at: Instant::now(),
     });
-    let mut response = (StatusCode::from_u16(status).unwrap(), "answer").into_response();
+    let text = failing.unwrap_or_else(|| "answer".to_owned());
+    let mut response = (StatusCode::from_u16(status).unwrap(), text).into_response();
     if let Some(after) = retry_after {
         response
             .headers_mut()
             .insert("retry-after", after.parse().unwrap());
     }
     response
+}
+
+/// The error a `fail:CAUSE` order gets: the same words per cause, numbers and ids varying.
+fn failure_text(cause: &str, seq: u64) -> String {
+    match cause {
+        "amount" => format!("amount -{} is negative", seq * 7 + 1),
+        "customer" => format!("customer c-{} unknown", seq + 100),
+        "sku" => format!("sku 'X{seq}' discontinued"),
+        other => format!("{other} failed at {seq}"),
+    }
 }

@@ -1,0 +1,281 @@
+//! `seawall dlq replay` and `release` end to end: a worker process dead-letters real
+//! messages, the operator fixes the cause and puts them back with the binary.
+
+#![cfg(feature = "worker")]
+
+#[path = "common/downstream.rs"]
+mod downstream;
+#[path = "common/kafka.rs"]
+mod kafka;
+#[path = "common/worker_proc.rs"]
+mod worker_proc;
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use downstream::{Call, Downstream};
+use kafka::Record;
+use serde_json::Value;
+use worker_proc::WorkerProc;
+
+const KEYS: usize = 50;
+const COUNT: usize = 1000;
+
+/// The failure cause of order `i`: half `amount`, three tenths `customer`, a fifth `sku`.
+fn cause(i: usize) -> &'static str {
+    match i % 10 {
+        0..5 => "amount",
+        5..8 => "customer",
+        _ => "sku",
+    }
+}
+
+fn order(key: usize, seq: usize, note: &str) -> Record {
+    let key = format!("k{key:02}");
+    Record {
+        key: Some(key.clone()),
+        payload: serde_json::json!({ "key": key, "seq": seq, "note": note }).to_string(),
+        headers: vec![("idempotency-key".into(), format!("{key}-{seq}"))],
+    }
+}
+
+fn route(topic: &str, url: &str, extra: &str) -> String {
+    format!(
+        r#"[routes.orders]
+source.kafka = {{ brokers = "{}", group = "{topic}-g", topics = ["{topic}"], commit_interval = "100ms" }}
+handler.http = {{ url = "{url}" }}
+{extra}
+"#,
+        kafka::brokers()
+    )
+}
+
+fn config_of(worker: &WorkerProc) -> PathBuf {
+    worker.dir.path().join("seawall.toml")
+}
+
+fn dlq(config: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_seawall"))
+        .arg("dlq")
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn dlq_ok(config: &Path, args: &[&str]) -> String {
+    let out = dlq(config, args);
+    assert!(
+        out.status.success(),
+        "seawall dlq {args:?}: {:?}\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn json(config: &Path, args: &[&str]) -> Vec<Value> {
+    let text = dlq_ok(config, args);
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+/// Waits until `seawall dlq list` shows `n` dead letters.
+async fn until_dead_lettered(config: &Path, n: usize, secs: u64) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let listed = json(config, &["list", "--format", "json", "--all"]);
+        if listed.len() >= n || Instant::now() > deadline {
+            return listed;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Records in the topic (each partition read to its end).
+fn topic_len(topic: &str, partitions: i32) -> usize {
+    kafka::read_all(topic, partitions).len()
+}
+
+/// (key, seq) of each successful delivery, in arrival order.
+fn deliveries(calls: &[Call]) -> Vec<(String, u64)> {
+    calls
+        .iter()
+        .filter(|c| c.status < 300)
+        .map(|c| {
+            let key = c.body["key"].as_str().unwrap().to_owned();
+            (key, c.body["seq"].as_u64().unwrap())
+        })
+        .collect()
+}
+
+fn assert_once_in_key_order(delivered: &[(String, u64)]) {
+    let mut seen = HashSet::new();
+    let mut last: BTreeMap<&str, u64> = BTreeMap::new();
+    for (key, seq) in delivered {
+        assert!(seen.insert((key, seq)), "{key}/{seq} delivered twice");
+        if let Some(prev) = last.insert(key, *seq) {
+            assert!(prev < *seq, "{key}: {seq} after {prev}");
+        }
+    }
+}
+
+fn group_counts(config: &Path) -> BTreeMap<String, (u64, String)> {
+    json(config, &["groups", "--format", "json"])
+        .into_iter()
+        .map(|g| {
+            let fp = g["fingerprint"].as_str().unwrap().to_owned();
+            (fp, (g["count"].as_u64().unwrap(), fp_cause(&g)))
+        })
+        .collect()
+}
+
+fn fp_cause(group: &Value) -> String {
+    let fp = group["fingerprint"].as_str().unwrap();
+    ["amount", "customer", "sku"]
+        .into_iter()
+        .find(|c| fp.contains(c))
+        .unwrap_or("?")
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn groups_replayed_in_key_order_exactly_once_resumable_with_canary() {
+    let topic = kafka::unique("replay");
+    kafka::create_topic(&topic, 3).await;
+    let downstream = Downstream::start().await;
+    let worker = WorkerProc::start(&route(&topic, &downstream.url("/orders"), ""));
+    let config = config_of(&worker);
+    let orders = (0..COUNT).map(|i| order(i % KEYS, i / KEYS, &format!("fail:{}", cause(i))));
+    kafka::produce(&topic, orders).await;
+    let listed = until_dead_lettered(&config, COUNT, 120).await;
+    assert_eq!(listed.len(), COUNT);
+
+    // Three causes, three groups, with the right counts.
+    let groups = group_counts(&config);
+    let counts: BTreeMap<String, u64> = groups.values().map(|(n, c)| (c.clone(), *n)).collect();
+    let expected = [("amount", 500), ("customer", 300), ("sku", 200)];
+    assert_eq!(counts, expected.map(|(c, n)| (c.to_owned(), n)).into());
+    let fingerprint = |cause: &str| {
+        let found = groups.iter().find(|(_, (_, c))| c == cause);
+        found.map(|(fp, _)| fp.clone()).unwrap()
+    };
+    let amount = fingerprint("amount");
+    let before = topic_len(&topic, 3);
+    assert_eq!(before, COUNT);
+
+    // A dry run prints all 500 in order and sends nothing.
+    downstream.fix("amount");
+    let dry = json(
+        &config,
+        &[
+            "replay",
+            "--group",
+            &amount,
+            "--dry-run",
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(dry.len(), 500);
+    assert!(dry.iter().all(|m| m["destination"] == topic.as_str()));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(topic_len(&topic, 3), COUNT, "a dry run sent something");
+
+    // Interrupted part-way, then resumed: each sent once.
+    interrupted_replay(&config, &amount).await;
+    let resumed = dlq(&config, &["replay", "--group", &amount]);
+    assert!(
+        resumed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    assert_eq!(
+        topic_len(&topic, 3),
+        COUNT + 500,
+        "a message was sent twice"
+    );
+    let again = dlq(&config, &["replay", "--group", &amount]);
+    let said = String::from_utf8_lossy(&again.stderr);
+    assert!(said.contains("0 to send, 500 already replayed"), "{said}");
+    assert_eq!(topic_len(&topic, 3), COUNT + 500);
+
+    downstream.until_delivered(500, 60).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let delivered = deliveries(&downstream.calls());
+    assert_eq!(delivered.len(), 500);
+    assert_once_in_key_order(&delivered);
+
+    // The other groups stay; the replayed one is hidden.
+    let left = group_counts(&config);
+    let mut causes: Vec<(String, u64)> = left.values().map(|(n, c)| (c.clone(), *n)).collect();
+    causes.sort();
+    assert_eq!(causes, [("customer".into(), 300), ("sku".into(), 200)]);
+
+    // A canary of a group whose cause is not fixed stops the replay after it.
+    let customer = fingerprint("customer");
+    let canary = dlq(
+        &config,
+        &[
+            "replay",
+            "--group",
+            &customer,
+            "--canary",
+            "3",
+            "--canary-wait",
+            "30s",
+        ],
+    );
+    assert_eq!(
+        canary.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&canary.stderr)
+    );
+    assert!(String::from_utf8_lossy(&canary.stderr).contains("canary-failed"));
+    assert_eq!(topic_len(&topic, 3), COUNT + 503);
+    let audit = std::fs::read_to_string(worker.dir.path().join("store/dlq-audit.log")).unwrap();
+    assert!(
+        audit.lines().count() >= 5 && audit.contains("outcome=\"canary-failed"),
+        "{audit}"
+    );
+    let (status, _) = worker.stop(Duration::from_secs(30));
+    assert!(status.success());
+}
+
+/// Starts a slow replay of `group`, interrupts it with SIGINT once some are sent, and
+/// checks it stopped part-way with exit 130.
+async fn interrupted_replay(config: &Path, group: &str) {
+    let child = Command::new(env!("CARGO_BIN_EXE_seawall"))
+        .args([
+            "dlq", "replay", "--group", group, "--rate", "200", "--config",
+        ])
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let ledger = config.parent().unwrap().join("store/dlq/orders.replayed");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ledger_len(&ledger) < 100 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{said}");
+    let sent = ledger_len(&ledger);
+    assert!(
+        (100..500).contains(&sent),
+        "{sent} sent before the interrupt: {said}"
+    );
+}
+
+fn ledger_len(path: &Path) -> usize {
+    std::fs::read_to_string(path).map_or(0, |t| t.lines().count())
+}
