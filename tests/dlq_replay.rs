@@ -3,6 +3,8 @@
 
 #![cfg(feature = "worker")]
 
+#[path = "common/dlq_cli.rs"]
+mod dlq_cli;
 #[path = "common/downstream.rs"]
 mod downstream;
 #[path = "common/kafka.rs"]
@@ -278,4 +280,88 @@ async fn interrupted_replay(config: &Path, group: &str) {
 
 fn ledger_len(path: &Path) -> usize {
     std::fs::read_to_string(path).map_or(0, |t| t.lines().count())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_released_key_keeps_its_order_and_a_spring_record_goes_home() {
+    let topic = kafka::unique("release");
+    kafka::create_topic(&topic, 2).await;
+    let downstream = Downstream::start().await;
+    let config = route(&topic, &downstream.url("/orders"), "on_dead_letter = \"park\"");
+    let worker = WorkerProc::start(&config);
+    let config = config_of(&worker);
+    // Key k02 fails at seq 3 and parks; its seq 4..9 are parked behind it.
+    let orders = (0..50).map(|i| {
+        let (key, seq) = (i % 5, i / 5);
+        let note = if key == 2 && seq == 3 { "fail:amount" } else { "ok" };
+        order(key, seq, note)
+    });
+    kafka::produce(&topic, orders).await;
+    let parked = until_dead_lettered(&config, 7, 60).await;
+    assert_eq!(parked.len(), 7);
+    let kinds: Vec<&str> = parked.iter().map(|r| r["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds.iter().filter(|k| **k == "parked").count(), 6, "{kinds:?}");
+    downstream.until_delivered(43, 30).await;
+
+    // Not fixed yet: a dry run shows the blocker first, marked to lift the park.
+    let dry = json(&config, &["release", "k02", "--dry-run", "--format", "json"]);
+    let seqs: Vec<u64> = dry.iter().map(|m| payload_seq(&m["payload"])).collect();
+    assert_eq!(seqs, [3, 4, 5, 6, 7, 8, 9]);
+    let first_headers = dry[0]["headers"].to_string();
+    assert!(first_headers.contains("seawall.release-park"), "{first_headers}");
+
+    downstream.fix("amount");
+    dlq_ok(&config, &["release", "k02"]);
+    kafka::produce(&topic, [order(2, 10, "ok")]).await;
+    downstream.until_delivered(51, 60).await;
+    let k02: Vec<u64> = deliveries(&downstream.calls())
+        .into_iter()
+        .filter(|(key, _)| key == "k02")
+        .map(|(_, seq)| seq)
+        .collect();
+    assert_eq!(k02, (0..=10).collect::<Vec<u64>>(), "k02 out of order or parked again");
+
+    // A Spring Kafka dead letter in the route's DLQ topic goes back to its original topic.
+    spring_record_replayed(&topic, &config, &downstream).await;
+    let (status, _) = worker.stop(Duration::from_secs(30));
+    assert!(status.success());
+}
+
+fn payload_seq(payload: &Value) -> u64 {
+    let order: Value = serde_json::from_str(payload.as_str().unwrap()).unwrap();
+    order["seq"].as_u64().unwrap()
+}
+
+async fn spring_record_replayed(topic: &str, config: &Path, downstream: &Downstream) {
+    let payload = serde_json::json!({ "key": "k07", "seq": 0, "note": "ok" }).to_string();
+    let headers = [
+        ("kafka_dlt-original-topic", topic.as_bytes().to_vec()),
+        ("kafka_dlt-original-partition", 1i32.to_be_bytes().to_vec()),
+        ("kafka_dlt-original-offset", 12i64.to_be_bytes().to_vec()),
+        ("kafka_dlt-exception-fqcn", b"com.example.OrderRejected".to_vec()),
+        ("kafka_dlt-exception-message", b"no stock".to_vec()),
+        ("idempotency-key", b"spring-k07-0".to_vec()),
+    ];
+    let letter = dlq_cli::Letter {
+        key: Some(b"k07".to_vec()),
+        payload: payload.into_bytes(),
+        headers: headers.map(|(n, v)| (n.to_owned(), v)).to_vec(),
+    };
+    dlq_cli::produce(&format!("{topic}.dlq"), vec![letter]).await;
+    let listed = until_dead_lettered(config, 8, 30).await;
+    let spring = listed.iter().find(|r| r["format"] == "spring-kafka").unwrap();
+    assert_eq!(spring["original_source"], topic);
+    let id = spring["id"].as_str().unwrap();
+    dlq_ok(config, &["replay", "--ids", id]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline && !delivered_k07(downstream) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let call = downstream.delivered().into_iter().find(|c| c.idempotency_key == "spring-k07-0");
+    let call = call.expect("the Spring dead letter was not delivered");
+    assert!(call.headers.get("kafka_dlt-original-topic").is_none());
+}
+
+fn delivered_k07(downstream: &Downstream) -> bool {
+    downstream.delivered().iter().any(|c| c.idempotency_key == "spring-k07-0")
 }
