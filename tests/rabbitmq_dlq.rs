@@ -555,3 +555,75 @@ async fn the_pipelines_dead_letters_are_read_and_a_canary_that_fails_again_stops
     assert_eq!(queue_len(&ch, &format!("{queue}.dlq")).await, 0);
     delete(&ch, &[&queue, &format!("{queue}.dlq")]).await;
 }
+
+/// Over the largest prefetch AMQP allows (65,535) the reader consumes without a limit.
+/// Slow (publishing alone takes a while), so run on demand:
+/// `cargo test --test rabbitmq_dlq -- --ignored`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "publishes 100,000 messages"]
+async fn a_hundred_thousand_dead_letters_read_in_order() {
+    let queue = unique("dlq-100k");
+    let (_conn, ch) = channel().await;
+    declare(&ch, &queue).await;
+    let messages = (0..100_000).map(|i| Out {
+        key: format!("k{}", i % 100),
+        id: Some(format!("m-{i}")),
+        payload: i.to_string(),
+    });
+    publish(&ch, &queue, messages).await;
+    let config = RabbitConfig::new(amqp_url(), "unused");
+    let started = Instant::now();
+    let dlq = RabbitDeadLetterQueue::open(&config, &queue, Duration::from_secs(300))
+        .await
+        .unwrap();
+    eprintln!("read 100000 dead letters in {:?}", started.elapsed());
+    let expected: Vec<String> = (0..100_000).map(|i| i.to_string()).collect();
+    assert_eq!(payloads(dlq.records()), expected);
+    dlq.close().await;
+    let dlq = RabbitDeadLetterQueue::open(&config, &queue, Duration::from_secs(300))
+        .await
+        .unwrap();
+    assert_eq!(
+        payloads(dlq.records()),
+        expected,
+        "and again after the close"
+    );
+    dlq.close().await;
+    delete(&ch, &[&queue]).await;
+}
+
+/// Quorum queues return unacknowledged messages too; whether in order is the broker's
+/// business, so this documents what the broker in use does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quorum_queue_keeps_its_order_across_reads() {
+    let queue = unique("dlq-quorum");
+    let (_conn, ch) = channel().await;
+    let mut arguments = FieldTable::default();
+    arguments.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString(LongString::from("quorum")),
+    );
+    ch.queue_declare(
+        queue.as_str().into(),
+        lapin::options::QueueDeclareOptions::durable(),
+        arguments,
+    )
+    .await
+    .unwrap();
+    let messages = (0..20).map(|i| Out {
+        key: "k".into(),
+        id: Some(format!("m-{i}")),
+        payload: i.to_string(),
+    });
+    publish(&ch, &queue, messages).await;
+    let config = RabbitConfig::new(amqp_url(), "unused");
+    let expected: Vec<String> = (0..20).map(|i| i.to_string()).collect();
+    for _ in 0..3 {
+        let dlq = RabbitDeadLetterQueue::open(&config, &queue, TIMEOUT)
+            .await
+            .unwrap();
+        assert_eq!(payloads(dlq.records()), expected);
+        dlq.close().await;
+    }
+    delete(&ch, &[&queue]).await;
+}
