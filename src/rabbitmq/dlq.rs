@@ -6,7 +6,8 @@
 //! closing the channel hands every other message back to the queue, and RabbitMQ puts
 //! requeued messages back at their original positions, so a `list` or `show` neither loses
 //! nor reorders dead letters. While the reader holds them, no other consumer of the
-//! dead-letter queue sees them.
+//! dead-letter queue sees them: a second reader at the same time gets only what the
+//! first has not taken.
 
 use std::collections::{HashMap, HashSet};
 use std::ops::Range;
@@ -34,6 +35,10 @@ use crate::message::Headers;
 /// queue filling faster than it is read cannot keep the canary check looping.
 const MAX_TAKE_NEW: usize = 10_000;
 
+/// How long the reader waits for the next delivery before it checks whether the queue
+/// still has messages ready for it.
+const IDLE: Duration = Duration::from_millis(500);
+
 /// A dead letter held unacknowledged on the reader's channel.
 struct Held {
     acker: Acker,
@@ -57,6 +62,8 @@ struct Held {
 /// (for a foreign message this may be when the original was published).
 pub struct RabbitDeadLetterQueue {
     queue: String,
+    /// The broker, password redacted, for error messages.
+    url: String,
     link: Link,
     records: Vec<DlqRecord>,
     held: HashMap<String, Held>,
@@ -81,13 +88,14 @@ impl RabbitDeadLetterQueue {
             let link = Link::open(&config.url, &format!("seawall-dlq {queue}")).await?;
             let mut dlq = Self {
                 queue: queue.to_owned(),
+                url: config.url.to_string(),
                 link,
                 records: Vec::new(),
                 held: HashMap::new(),
                 taken: 0,
                 ids: HashSet::new(),
             };
-            let count = dlq.message_count(&config.url.to_string()).await?;
+            let count = dlq.message_count().await?;
             dlq.consume(count).await?;
             Ok(dlq)
         };
@@ -176,7 +184,7 @@ impl RabbitDeadLetterQueue {
 
     /// The number of ready messages, by a passive declare, which fails naming the queue
     /// when it does not exist.
-    async fn message_count(&self, url: &str) -> Result<u32, RabbitError> {
+    async fn message_count(&self) -> Result<u32, RabbitError> {
         let passive = QueueDeclareOptions {
             passive: true,
             ..QueueDeclareOptions::default()
@@ -187,7 +195,10 @@ impl RabbitDeadLetterQueue {
             .queue_declare(self.queue.as_str().into(), passive, FieldTable::default())
             .await
             .map_err(|e| {
-                let context = format!("dead-letter queue `{}` does not exist on {url}", self.queue);
+                let context = format!(
+                    "dead-letter queue `{}` does not exist on {}",
+                    self.queue, self.url
+                );
                 RabbitError::new(RabbitErrorKind::Topology, context, e)
             })?;
         Ok(queue.message_count())
@@ -223,7 +234,14 @@ impl RabbitDeadLetterQueue {
             .map_err(error)?;
         let mut delivered = 0;
         while delivered < count {
-            match consumer.next().await {
+            let next = match tokio::time::timeout(IDLE, consumer.next()).await {
+                Ok(next) => next,
+                // Someone else took messages since the count (another reader holds
+                // them): stop once the queue has nothing ready rather than wait for them.
+                Err(_) if self.message_count().await? == 0 => break,
+                Err(_) => continue,
+            };
+            match next {
                 Some(delivery) => self.hold(delivery.map_err(error)?),
                 // Cancelled by the broker (the queue was deleted): what came is all there is.
                 None => return Ok(()),
