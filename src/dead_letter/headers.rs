@@ -2,7 +2,8 @@
 //! the operator tooling.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -48,6 +49,13 @@ pub mod header {
     /// parked, and releases the key when it is processed (if it fails again, the key
     /// stays parked behind it). The value must equal the message's ordering key.
     pub const RELEASE_PARK: &str = "seawall.release-park";
+    /// Set by the RabbitMQ dead-letter sink on every dead letter: an id unique to that
+    /// dead-letter copy, `<unix millis, hex>-<process random, 8 hex>-<counter>`. A queue
+    /// has no offsets, so the operator tooling names a RabbitMQ dead letter by it
+    /// (`<queue>/<id>`), which stays the same however often the queue is read. Not a
+    /// failure header, but a replay drops it, so a message that fails again gets a new
+    /// one.
+    pub const DEAD_LETTER_ID: &str = "seawall.dead-letter-id";
 
     pub(crate) const FAILURE_HEADERS: [&str; 12] = [
         ERROR,
@@ -69,6 +77,20 @@ const MAX_ERROR_BYTES: usize = 4096;
 
 pub(crate) fn is_failure_header(name: &str) -> bool {
     header::FAILURE_HEADERS.contains(&name)
+}
+
+/// A fresh value for [`header::DEAD_LETTER_ID`]. The process part is drawn once, so two
+/// processes dead-lettering in the same millisecond do not collide; the counter keeps
+/// ids of one process apart within a millisecond.
+pub(crate) fn new_dead_letter_id() -> String {
+    static PROCESS: OnceLock<u32> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let process = *PROCESS.get_or_init(|| fastrand::u32(..));
+    let millis = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{millis:x}-{process:08x}-{n}")
 }
 
 /// What a dead-letter copy records about the failure.
@@ -271,6 +293,14 @@ mod tests {
             Some(&b"00-abc"[..])
         );
         assert_eq!(DeadLetterInfo::from_headers(&headers).unwrap(), info());
+    }
+
+    #[test]
+    fn dead_letter_ids_differ() {
+        let a = new_dead_letter_id();
+        let b = new_dead_letter_id();
+        assert_ne!(a, b);
+        assert_eq!(a.split('-').count(), 3, "{a}");
     }
 
     #[test]

@@ -12,9 +12,9 @@ use bytes::Bytes;
 use crate::handler::BoxError;
 use crate::message::{Headers, Message};
 
-#[cfg(feature = "rabbitmq")]
-pub(crate) use headers::is_failure_header;
 pub use headers::{header, DeadLetterInfo, HeaderDecodeError};
+#[cfg(feature = "rabbitmq")]
+pub(crate) use headers::{is_failure_header, new_dead_letter_id};
 
 /// Why a message was dead-lettered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -64,9 +64,11 @@ pub(super) fn parse_failure(headers: &Headers) -> DlqFailure {
 }
 
 /// True for every header a replay must not carry back: the failure headers of all three
-/// formats and an earlier replay's marker and count (replaced by new ones).
+/// formats, an earlier replay's marker and count (replaced by new ones) and the RabbitMQ
+/// sink's dead-letter id (a message that fails again gets a new one).
 pub(super) fn is_dead_letter_header(name: &str) -> bool {
     header::FAILURE_HEADERS.contains(&name)
+        || name == header::DEAD_LETTER_ID
         || name == header::REPLAY_OF
         || name == header::REPLAY_COUNT
         || name == header::RELEASE_PARK
@@ -332,6 +334,7 @@ mod tests {
             header::BLOCKED_BY,
             header::REPLAY_OF,
             header::REPLAY_COUNT,
+            header::DEAD_LETTER_ID,
             spring::FQCN,
             "kafka_dlt-exception-stacktrace",
             connect::STAGE,

@@ -140,6 +140,36 @@ pub(crate) fn properties_for(message: &Message, added: &Headers) -> BasicPropert
     properties.with_headers(table).with_delivery_mode(2)
 }
 
+/// The properties for sending a replayed dead letter: the dead letter's own AMQP
+/// properties (content type, correlation id, message id, timestamp, …) when known, with
+/// exactly the replay message's headers, persistent. A header whose value is unchanged
+/// from the dead letter keeps its AMQP type (`x-count` stays an integer); added or
+/// changed ones are long strings. Without the original properties they are rebuilt from
+/// the message.
+pub(crate) fn replay_properties(
+    original: Option<&BasicProperties>,
+    message: &Message,
+) -> BasicProperties {
+    let Some(original) = original else {
+        // The message's headers are already free of failure headers, so nothing is lost.
+        return properties_for(message, &Headers::new());
+    };
+    let typed = original.headers().clone().unwrap_or_default();
+    let mut table = FieldTable::default();
+    for (name, value) in message.headers().iter() {
+        let value = match typed.inner().get(name) {
+            Some(amqp) if value_bytes(amqp) == *value => amqp.clone(),
+            _ => AMQPValue::LongString(LongString::from(value.to_vec())),
+        };
+        table.insert(ShortString::from(name), value);
+    }
+    let mut properties = original.clone().with_headers(table).with_delivery_mode(2);
+    if let Some(id) = message.message_id() {
+        properties = properties.with_message_id(String::from_utf8_lossy(id).as_ref().into());
+    }
+    properties
+}
+
 /// The routing key a republished message keeps.
 pub(crate) fn routing_key_for(message: &Message) -> String {
     match message.native::<AmqpMeta>() {

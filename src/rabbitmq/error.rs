@@ -11,6 +11,10 @@ pub enum RabbitErrorKind {
     Topology,
     /// A publish was refused or not confirmed.
     Publish,
+    /// Reading a dead-letter queue took longer than allowed.
+    Timeout,
+    /// A dead-letter id that the dead-letter queue reader does not hold.
+    UnknownId,
 }
 
 /// A RabbitMQ failure. Its text names the broker by its redacted URL and never carries a
@@ -19,7 +23,9 @@ pub enum RabbitErrorKind {
 pub struct RabbitError {
     kind: RabbitErrorKind,
     context: String,
-    source: lapin::Error,
+    /// `None` for failures Seawall detects itself (a timeout, an unknown id, a refused
+    /// publish); the context then says everything.
+    source: Option<lapin::Error>,
 }
 
 impl RabbitError {
@@ -31,7 +37,16 @@ impl RabbitError {
         Self {
             kind,
             context: context.into(),
-            source,
+            source: Some(source),
+        }
+    }
+
+    /// An error with no client-library cause.
+    pub(crate) fn detected(kind: RabbitErrorKind, context: impl Into<String>) -> Self {
+        Self {
+            kind,
+            context: context.into(),
+            source: None,
         }
     }
 
@@ -44,21 +59,29 @@ impl RabbitError {
     /// back; a missing queue or a refused login needs a person.
     pub fn is_recoverable(&self) -> bool {
         match self.kind {
-            RabbitErrorKind::Connect | RabbitErrorKind::Publish => !needs_a_person(&self.source),
-            RabbitErrorKind::Topology => false,
+            RabbitErrorKind::Connect | RabbitErrorKind::Publish => {
+                !self.source.as_ref().is_some_and(needs_a_person)
+            }
+            RabbitErrorKind::Timeout => true,
+            RabbitErrorKind::Topology | RabbitErrorKind::UnknownId => false,
         }
     }
 }
 
 impl fmt::Display for RabbitError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.context, self.source)
+        match &self.source {
+            Some(source) => write!(f, "{}: {source}", self.context),
+            None => f.write_str(&self.context),
+        }
     }
 }
 
 impl std::error::Error for RabbitError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.source)
+        self.source
+            .as_ref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
     }
 }
 

@@ -1,5 +1,7 @@
 //! The RabbitMQ adapter (feature `rabbitmq`): a queue source with manual acks and
-//! reconnects, and a dead-letter exchange with publisher confirms.
+//! reconnects, a dead-letter exchange with publisher confirms, and the dead-letter queue
+//! reader and replayer behind `seawall dlq` ([`RabbitDeadLetterQueue`],
+//! [`RabbitReplayer`]).
 //!
 //! Adapters translate; the pipeline decides. This module maps deliveries to
 //! [`Message`](crate::Message)s (routing key as the message key, AMQP headers as headers,
@@ -28,6 +30,8 @@
 mod config;
 mod connect;
 mod convert;
+mod dlq;
+mod dlq_replay;
 mod error;
 mod forward;
 mod sink;
@@ -36,6 +40,8 @@ mod source;
 pub use config::{AmqpUrl, DeadLetterTarget, Declare, RabbitConfig, ReconnectConfig};
 pub(crate) use connect::probe_queue;
 pub use convert::AmqpMeta;
+pub use dlq::RabbitDeadLetterQueue;
+pub use dlq_replay::RabbitReplayer;
 pub use error::{RabbitError, RabbitErrorKind};
 pub use forward::{RabbitForwarder, RabbitTarget};
 pub use sink::RabbitDeadLetters;

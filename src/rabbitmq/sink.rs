@@ -8,12 +8,13 @@ use super::config::RabbitConfig;
 use super::connect::{open_dead_letter_publisher, Link};
 use super::convert::{properties_for, routing_key_for};
 use super::error::RabbitError;
-use crate::dead_letter::{DeadLetter, DeadLetterSink, SinkError};
+use crate::dead_letter::{header, new_dead_letter_id, DeadLetter, DeadLetterSink, SinkError};
 use crate::message::Headers;
 
 /// Publishes dead letters to an exchange (by default a fanout `<queue>.dlq` bound to a
 /// durable `<queue>.dlq` queue), persistent, and returns only once the broker confirmed.
-/// The original AMQP properties and typed headers are kept; `seawall.*` headers are added.
+/// The original AMQP properties and typed headers are kept; `seawall.*` headers are added,
+/// among them a unique `seawall.dead-letter-id` naming the copy for `seawall dlq`.
 pub struct RabbitDeadLetters {
     config: RabbitConfig,
     exchange: String,
@@ -59,6 +60,8 @@ impl RabbitDeadLetters {
         let channel = self.channel().await?;
         let mut added = Headers::new();
         letter.info.write_to(&mut added);
+        // A queue has no offsets: this id is how the operator tooling names the copy.
+        added.push(header::DEAD_LETTER_ID, new_dead_letter_id());
         let properties = properties_for(&letter.message, &added);
         let routing_key = routing_key_for(&letter.message);
         let options = BasicPublishOptions {

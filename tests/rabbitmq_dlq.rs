@@ -1,0 +1,629 @@
+//! The RabbitMQ dead-letter queue reader and replayer against a real broker: reading
+//! neither loses nor reorders, removal, replay in key order with the original properties,
+//! and the canary check against a running pipeline.
+#![cfg(feature = "rabbitmq")]
+
+#[path = "common/rabbit.rs"]
+mod rabbit;
+#[path = "common/run.rs"]
+mod run;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use lapin::types::{AMQPValue, FieldTable, LongString};
+use lapin::BasicProperties;
+use rabbit::{
+    amqp_url, channel, declare, delete, drain, header_text, publish, queue_len, unique, Out,
+};
+use seawall::dlq::{
+    plan_replay, run_replay, CanaryOutcome, DlqRecord, PlanOptions, ReplayEnd, ReplayLedger,
+    ReplaySettings,
+};
+use seawall::rabbitmq::{
+    AmqpMeta, RabbitConfig, RabbitDeadLetterQueue, RabbitDeadLetters, RabbitErrorKind, RabbitSource,
+};
+use seawall::{
+    handler_fn, header, DeadLetter, DeadLetterInfo, DeadLetterKind, DeadLetterSink, HandlerError,
+    Message, PipelineConfig, Position,
+};
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A dead letter of message `i` of `queue` as the pipeline hands it to the sink: from
+/// RabbitMQ, routing key and ordering header `k<i % keys>`, message id `m-<i>`, content
+/// type, correlation id and a typed header.
+fn letter(queue: &str, i: u32, keys: u32) -> DeadLetter {
+    let key = format!("k{}", i % keys);
+    let mut table = FieldTable::default();
+    table.insert(
+        "ordering-key".into(),
+        AMQPValue::LongString(LongString::from(key.clone())),
+    );
+    table.insert("x-count".into(), AMQPValue::LongInt(7));
+    let properties = BasicProperties::default()
+        .with_headers(table)
+        .with_message_id(format!("m-{i}").into())
+        .with_correlation_id(format!("c-{i}").into())
+        .with_content_type("application/json".into())
+        .with_timestamp(1_700_000_000)
+        .with_delivery_mode(2);
+    let meta = AmqpMeta {
+        exchange: String::new(),
+        routing_key: key.clone(),
+        properties,
+        redelivered: false,
+    };
+    let tag = u64::from(i) + 1;
+    let message = Message::new(format!("{{\"n\":{i}}}"))
+        .with_key(key.clone())
+        .with_message_id(format!("m-{i}"))
+        .with_origin(queue.to_owned(), Position::DeliveryTag(tag))
+        .with_native(Arc::new(meta));
+    let now = SystemTime::now();
+    let info = DeadLetterInfo {
+        kind: DeadLetterKind::Permanent,
+        error: format!("amount {i} is negative"),
+        attempts: 1,
+        source: Arc::from(queue),
+        position: Position::DeliveryTag(tag),
+        first_failed_at: now,
+        failed_at: now,
+        idempotency_key: Some(Bytes::from(format!("m-{i}"))),
+        ordering_key: Some(Bytes::from(key)),
+        blocked_by: None,
+    };
+    DeadLetter { message, info }
+}
+
+/// Dead-letters messages `0..n` of `queue` through Seawall's sink, into `<queue>.dlq`.
+async fn dead_letter(queue: &str, n: u32, keys: u32) -> RabbitConfig {
+    let config = RabbitConfig::new(amqp_url(), queue);
+    let sink = RabbitDeadLetters::connect(&config).await.expect("sink");
+    for i in 0..n {
+        sink.send(&letter(queue, i, keys))
+            .await
+            .expect("dead letter");
+    }
+    sink.close().await;
+    config
+}
+
+fn ids(dlq: &RabbitDeadLetterQueue) -> Vec<String> {
+    dlq.records().iter().map(|r| r.id.clone()).collect()
+}
+
+fn payloads(records: &[DlqRecord]) -> Vec<String> {
+    records
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.payload).into_owned())
+        .collect()
+}
+
+async fn read(config: &RabbitConfig) -> RabbitDeadLetterQueue {
+    RabbitDeadLetterQueue::open(config, &config.dead_letter_queue(), TIMEOUT)
+        .await
+        .expect("dead-letter queue")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reading_neither_loses_nor_reorders_and_remove_takes_only_what_it_names() {
+    let queue = unique("dlq-read");
+    let config = dead_letter(&queue, 20, 3).await;
+    let dlq_name = config.dead_letter_queue();
+    let dlq = read(&config).await;
+    let first = ids(&dlq);
+    assert_eq!(first.len(), 20);
+    let expected: Vec<String> = (0..20).map(|i| format!("{{\"n\":{i}}}")).collect();
+    assert_eq!(payloads(dlq.records()), expected);
+    for (i, record) in dlq.records().iter().enumerate() {
+        assert!(
+            record.id.starts_with(&format!("{dlq_name}/")),
+            "{}",
+            record.id
+        );
+        assert!(!record.id.contains('#'), "a stable id: {}", record.id);
+        assert_eq!(record.failure.kind, "permanent");
+        assert_eq!(
+            record.failure.original_source.as_deref(),
+            Some(queue.as_str())
+        );
+        assert_eq!(
+            record.key.as_deref(),
+            Some(format!("k{}", i % 3).as_bytes())
+        );
+        assert_eq!(
+            record.message_id.as_deref(),
+            Some(format!("m-{i}").as_bytes())
+        );
+        assert!(record.failure.failed_at.is_some());
+    }
+    dlq.close().await;
+
+    let mut dlq = read(&config).await;
+    assert_eq!(ids(&dlq), first, "the same ids in the same order");
+    let gone = vec![first[2].clone(), first[7].clone(), first[15].clone()];
+    dlq.remove(&gone).await.expect("remove");
+    assert_eq!(dlq.records().len(), 17);
+    let unknown = dlq.remove(&[format!("{dlq_name}/nope")]).await.unwrap_err();
+    assert_eq!(unknown.kind(), RabbitErrorKind::UnknownId);
+    dlq.close().await;
+
+    let dlq = read(&config).await;
+    let rest: Vec<String> = first
+        .iter()
+        .filter(|id| !gone.contains(id))
+        .cloned()
+        .collect();
+    assert_eq!(ids(&dlq), rest, "the other 17 remain, in order");
+    dlq.close().await;
+    let (_conn, ch) = channel().await;
+    assert_eq!(queue_len(&ch, &dlq_name).await, 17);
+    delete(&ch, &[&dlq_name]).await;
+    let _ = ch
+        .exchange_delete(dlq_name.as_str().into(), Default::default())
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_queue_reads_at_once_and_a_missing_one_is_named() {
+    let queue = unique("dlq-empty");
+    let (_conn, ch) = channel().await;
+    declare(&ch, &queue).await;
+    let config = RabbitConfig::new(amqp_url(), "unused");
+    let started = Instant::now();
+    let dlq = RabbitDeadLetterQueue::open(&config, &queue, TIMEOUT)
+        .await
+        .expect("empty queue");
+    assert!(dlq.records().is_empty());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    dlq.close().await;
+    delete(&ch, &[&queue]).await;
+
+    let missing = unique("dlq-missing");
+    let err = RabbitDeadLetterQueue::open(&config, &missing, TIMEOUT)
+        .await
+        .err()
+        .expect("no such queue");
+    assert_eq!(err.kind(), RabbitErrorKind::Topology);
+    assert!(err.to_string().contains(&missing), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_messages_are_named_by_message_id_or_position() {
+    let queue = unique("dlq-foreign");
+    let (_conn, ch) = channel().await;
+    declare(&ch, &queue).await;
+    let out = |id: Option<&str>, payload: &str| Out {
+        key: "k".into(),
+        id: id.map(str::to_owned),
+        payload: payload.into(),
+    };
+    publish(
+        &ch,
+        &queue,
+        [out(Some("a"), "1"), out(None, "2"), out(Some("a"), "3")],
+    )
+    .await;
+    let config = RabbitConfig::new(amqp_url(), "unused");
+    let dlq = RabbitDeadLetterQueue::open(&config, &queue, TIMEOUT)
+        .await
+        .unwrap();
+    let expected = [
+        format!("{queue}/a"),
+        format!("{queue}/#1"),
+        format!("{queue}/a#2"),
+    ];
+    assert_eq!(ids(&dlq), expected);
+    assert_eq!(dlq.records()[0].failure.kind, "unknown");
+    dlq.close().await;
+    assert_eq!(queue_len(&ch, &queue).await, 3);
+    delete(&ch, &[&queue]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_dead_letters_read_in_order() {
+    let queue = unique("dlq-volume");
+    let (_conn, ch) = channel().await;
+    declare(&ch, &queue).await;
+    let messages = (0..10_000).map(|i| Out {
+        key: format!("k{}", i % 100),
+        id: Some(format!("m-{i}")),
+        payload: i.to_string(),
+    });
+    publish(&ch, &queue, messages).await;
+    let config = RabbitConfig::new(amqp_url(), "unused");
+    let started = Instant::now();
+    let dlq = RabbitDeadLetterQueue::open(&config, &queue, Duration::from_secs(120))
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    eprintln!("read 10000 dead letters in {took:?}");
+    let expected: Vec<String> = (0..10_000).map(|i| i.to_string()).collect();
+    assert_eq!(payloads(dlq.records()), expected);
+    dlq.close().await;
+    assert_eq!(queue_len(&ch, &queue).await, 10_000);
+    delete(&ch, &[&queue]).await;
+}
+
+fn ledger() -> (tempfile::TempDir, ReplayLedger) {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = ReplayLedger::open(dir.path().join("ledger")).unwrap();
+    (dir, ledger)
+}
+
+fn settings(batch_size: usize, canary: Option<usize>) -> ReplaySettings {
+    ReplaySettings {
+        batch_size,
+        canary,
+        canary_wait: Duration::from_secs(20),
+        ..ReplaySettings::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_lands_in_the_original_queue_in_key_order_with_its_properties() {
+    let queue = unique("dlq-replay");
+    let (_conn, ch) = channel().await;
+    declare(&ch, &queue).await;
+    let config = dead_letter(&queue, 30, 3).await;
+    let dlq_name = config.dead_letter_queue();
+    let mut dlq = read(&config).await;
+    let all = ids(&dlq);
+    let k2 = Bytes::from_static(b"k2");
+    let (kept, selected): (Vec<DlqRecord>, Vec<DlqRecord>) = dlq
+        .records()
+        .iter()
+        .cloned()
+        .partition(|r| r.order_key() == Some(&k2));
+    let (_dir, mut ledger) = ledger();
+    let plan = plan_replay(&selected, &ledger, &PlanOptions::default());
+    assert_eq!(plan.sends.len(), 20);
+    let mut replayer = dlq.replayer().await.expect("replayer");
+    let summary = run_replay(
+        &plan.sends,
+        &mut replayer,
+        &mut ledger,
+        &settings(7, None),
+        &mut |_| {},
+        std::future::pending(),
+    )
+    .await
+    .expect("replay");
+    assert_eq!((summary.sent, summary.end), (20, ReplayEnd::Done));
+    assert_eq!(
+        ids(&dlq),
+        ids_of(&kept),
+        "replayed ones removed, the rest in order"
+    );
+    dlq.close().await;
+
+    let replayed = drain(&ch, &queue).await;
+    let sent: Vec<String> = replayed
+        .iter()
+        .map(|m| String::from_utf8_lossy(&m.delivery.data).into_owned())
+        .collect();
+    assert_eq!(
+        sent,
+        payloads(&selected),
+        "in the dead-letter order, so per key too"
+    );
+    for (message, record) in replayed.iter().zip(&selected) {
+        assert_replayed(message, record, &queue);
+    }
+
+    let dlq = read(&config).await;
+    assert_eq!(ids(&dlq), ids_of(&kept), "the unselected remain, in order");
+    assert!(ids_of(&kept).iter().all(|id| all.contains(id)));
+    dlq.close().await;
+    delete(&ch, &[&queue, &dlq_name]).await;
+    let _ = ch
+        .exchange_delete(dlq_name.as_str().into(), Default::default())
+        .await;
+}
+
+/// A replayed message carries exactly the replay's headers (typed where unchanged) and
+/// the dead letter's AMQP properties.
+fn assert_replayed(message: &lapin::message::BasicGetMessage, record: &DlqRecord, queue: &str) {
+    let properties = &message.delivery.properties;
+    let i = &record
+        .message_id
+        .as_ref()
+        .map(|id| String::from_utf8_lossy(id))
+        .unwrap()[2..];
+    assert_eq!(message.delivery.routing_key.as_str(), queue);
+    assert_eq!(
+        header_text(message, header::REPLAY_OF),
+        Some(record.id.clone())
+    );
+    assert_eq!(
+        header_text(message, header::REPLAY_COUNT).as_deref(),
+        Some("1")
+    );
+    assert_eq!(
+        header_text(message, "x-count").as_deref(),
+        Some("LongInt(7)")
+    );
+    assert_eq!(
+        header_text(message, "ordering-key").as_deref(),
+        Some(format!("k{}", i.parse::<u32>().unwrap() % 3).as_str())
+    );
+    let names: Vec<&str> = properties
+        .headers()
+        .as_ref()
+        .unwrap()
+        .inner()
+        .keys()
+        .map(|k| k.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "ordering-key",
+            header::REPLAY_COUNT,
+            header::REPLAY_OF,
+            "x-count"
+        ]
+    );
+    assert_eq!(
+        properties.message_id().as_ref().map(|s| s.as_str()),
+        Some(format!("m-{i}").as_str())
+    );
+    assert_eq!(
+        properties.correlation_id().as_ref().map(|s| s.as_str()),
+        Some(format!("c-{i}").as_str())
+    );
+    assert_eq!(
+        properties.content_type().as_ref().map(|s| s.as_str()),
+        Some("application/json")
+    );
+    assert_eq!(properties.timestamp(), &Some(1_700_000_000));
+    assert_eq!(properties.delivery_mode(), &Some(2));
+}
+
+fn ids_of(records: &[DlqRecord]) -> Vec<String> {
+    records.iter().map(|r| r.id.clone()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_to_a_missing_queue_fails_naming_it_and_removes_nothing() {
+    let queue = unique("dlq-gone");
+    let config = dead_letter(&queue, 3, 1).await;
+    let dlq_name = config.dead_letter_queue();
+    let mut dlq = read(&config).await;
+    let (_dir, mut ledger) = ledger();
+    let plan = plan_replay(dlq.records(), &ledger, &PlanOptions::default());
+    let mut replayer = dlq.replayer().await.expect("replayer");
+    let err = run_replay(
+        &plan.sends,
+        &mut replayer,
+        &mut ledger,
+        &settings(10, None),
+        &mut |_| {},
+        std::future::pending(),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains(&queue), "{err}");
+    assert_eq!(dlq.records().len(), 3);
+    dlq.close().await;
+    let (_conn, ch) = channel().await;
+    assert_eq!(queue_len(&ch, &dlq_name).await, 3);
+    delete(&ch, &[&dlq_name]).await;
+    let _ = ch
+        .exchange_delete(dlq_name.as_str().into(), Default::default())
+        .await;
+}
+
+/// A pipeline on `queue` whose handler fails permanently for payloads divisible by 5
+/// while `broken` is set.
+fn pipeline(
+    rabbit: &RabbitConfig,
+    source: RabbitSource,
+    sink: RabbitDeadLetters,
+    broken: &Arc<AtomicBool>,
+) -> run::Run {
+    let mut config = PipelineConfig::default();
+    config.ordering.key = rabbit.ordering_rule();
+    config.idempotency.key = rabbit.idempotency_rule();
+    let broken = Arc::clone(broken);
+    let handler = handler_fn(move |m: Message| {
+        let n: u32 = String::from_utf8_lossy(m.payload()).parse().unwrap_or(1);
+        let fail = n.is_multiple_of(5) && broken.load(Ordering::SeqCst);
+        async move {
+            if fail {
+                Err(HandlerError::permanent(format!("order {n} is negative")))
+            } else {
+                Ok(())
+            }
+        }
+    });
+    run::spawn(source, sink, handler, config)
+}
+
+async fn wait_for(run: &run::Run, done: impl Fn(&seawall::StatsSnapshot) -> bool) {
+    for _ in 0..400 {
+        if done(&run.handle.stats()) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the pipeline did not get there: {:?}", run.handle.stats());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pipelines_dead_letters_are_read_and_a_canary_that_fails_again_stops_the_replay() {
+    let queue = unique("dlq-pipeline");
+    let (_conn, ch) = channel().await;
+    declare(&ch, &queue).await;
+    let messages = (0..20).map(|i| Out {
+        key: format!("k{}", i % 4),
+        id: Some(format!("m-{i}")),
+        payload: i.to_string(),
+    });
+    publish(&ch, &queue, messages).await;
+    let rabbit = RabbitConfig::new(amqp_url(), &queue);
+    let broken = Arc::new(AtomicBool::new(true));
+    let source = RabbitSource::connect(rabbit.clone()).await.unwrap();
+    let sink = RabbitDeadLetters::connect(&rabbit).await.unwrap();
+    let run = pipeline(&rabbit, source, sink, &broken);
+    wait_for(&run, |s| s.processed + s.dead_lettered >= 20).await;
+
+    let mut dlq = read(&rabbit).await;
+    // Different keys are handled concurrently: their dead letters come in any order.
+    let mut failed = payloads(dlq.records());
+    failed.sort_by_key(|p| p.parse::<u32>().unwrap());
+    assert_eq!(failed, ["0", "5", "10", "15"]);
+    let order = payloads(dlq.records());
+    let first = ids(&dlq);
+    for record in dlq.records() {
+        assert_eq!(record.failure.kind, "permanent");
+        assert_eq!(
+            record.failure.original_source.as_deref(),
+            Some(queue.as_str())
+        );
+        let dead_letter_id = record.id.strip_prefix(&format!("{queue}.dlq/")).unwrap();
+        assert_eq!(dead_letter_id.split('-').count(), 3, "{}", record.id);
+        assert!(record.failure.error.starts_with("order "));
+    }
+
+    // Still broken: the canary comes back dead-lettered and nothing after it is sent.
+    let (_dir, mut ledger) = ledger();
+    let plan = plan_replay(dlq.records(), &ledger, &PlanOptions::default());
+    let mut replayer = dlq
+        .replayer()
+        .await
+        .unwrap()
+        .with_settle(Duration::from_secs(1));
+    let summary = run_replay(
+        &plan.sends,
+        &mut replayer,
+        &mut ledger,
+        &settings(10, Some(1)),
+        &mut |_| {},
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(summary.sent, 1);
+    assert_eq!(
+        summary.end,
+        ReplayEnd::CanaryFailed(CanaryOutcome::FailedAgain(vec![first[0].clone()]))
+    );
+    // The new dead letter is held and listed after the others, with its replay count.
+    let records = dlq.records();
+    let expected: Vec<String> = order[1..].iter().chain(&order[..1]).cloned().collect();
+    assert_eq!(payloads(records), expected);
+    let again = &records[3];
+    assert_ne!(again.id, first[0]);
+    assert_eq!(again.failure.replay_count, 1);
+    assert_eq!(
+        again.headers.get_last(header::REPLAY_OF).map(|v| &v[..]),
+        Some(first[0].as_bytes())
+    );
+
+    // Fixed: the canary passes and the rest follows.
+    broken.store(false, Ordering::SeqCst);
+    let plan = plan_replay(dlq.records(), &ledger, &PlanOptions::default());
+    assert_eq!(plan.sends.len(), 4);
+    let mut replayer = dlq
+        .replayer()
+        .await
+        .unwrap()
+        .with_settle(Duration::from_secs(1));
+    let summary = run_replay(
+        &plan.sends,
+        &mut replayer,
+        &mut ledger,
+        &settings(10, Some(1)),
+        &mut |_| {},
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+    assert_eq!((summary.sent, summary.end), (4, ReplayEnd::Done));
+    assert!(dlq.records().is_empty());
+    dlq.close().await;
+    let stats = run::stop_when(run, |s| s.processed >= 20).await;
+    assert_eq!(stats.processed, 20);
+    assert_eq!(queue_len(&ch, &format!("{queue}.dlq")).await, 0);
+    delete(&ch, &[&queue, &format!("{queue}.dlq")]).await;
+}
+
+/// Over the largest prefetch AMQP allows (65,535) the reader consumes without a limit.
+/// Slow (publishing alone takes a while), so run on demand:
+/// `cargo test --test rabbitmq_dlq -- --ignored`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "publishes 100,000 messages"]
+async fn a_hundred_thousand_dead_letters_read_in_order() {
+    let queue = unique("dlq-100k");
+    let (_conn, ch) = channel().await;
+    declare(&ch, &queue).await;
+    let messages = (0..100_000).map(|i| Out {
+        key: format!("k{}", i % 100),
+        id: Some(format!("m-{i}")),
+        payload: i.to_string(),
+    });
+    publish(&ch, &queue, messages).await;
+    let config = RabbitConfig::new(amqp_url(), "unused");
+    let started = Instant::now();
+    let dlq = RabbitDeadLetterQueue::open(&config, &queue, Duration::from_secs(300))
+        .await
+        .unwrap();
+    eprintln!("read 100000 dead letters in {:?}", started.elapsed());
+    let expected: Vec<String> = (0..100_000).map(|i| i.to_string()).collect();
+    assert_eq!(payloads(dlq.records()), expected);
+    dlq.close().await;
+    let dlq = RabbitDeadLetterQueue::open(&config, &queue, Duration::from_secs(300))
+        .await
+        .unwrap();
+    assert_eq!(
+        payloads(dlq.records()),
+        expected,
+        "and again after the close"
+    );
+    dlq.close().await;
+    delete(&ch, &[&queue]).await;
+}
+
+/// Quorum queues return unacknowledged messages too; whether in order is the broker's
+/// business, so this documents what the broker in use does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quorum_queue_keeps_its_order_across_reads() {
+    let queue = unique("dlq-quorum");
+    let (_conn, ch) = channel().await;
+    let mut arguments = FieldTable::default();
+    arguments.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString(LongString::from("quorum")),
+    );
+    ch.queue_declare(
+        queue.as_str().into(),
+        lapin::options::QueueDeclareOptions::durable(),
+        arguments,
+    )
+    .await
+    .unwrap();
+    let messages = (0..20).map(|i| Out {
+        key: "k".into(),
+        id: Some(format!("m-{i}")),
+        payload: i.to_string(),
+    });
+    publish(&ch, &queue, messages).await;
+    let config = RabbitConfig::new(amqp_url(), "unused");
+    let expected: Vec<String> = (0..20).map(|i| i.to_string()).collect();
+    for _ in 0..3 {
+        let dlq = RabbitDeadLetterQueue::open(&config, &queue, TIMEOUT)
+            .await
+            .unwrap();
+        assert_eq!(payloads(dlq.records()), expected);
+        dlq.close().await;
+    }
+    delete(&ch, &[&queue]).await;
+}
