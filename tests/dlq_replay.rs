@@ -9,6 +9,8 @@ mod dlq_cli;
 mod downstream;
 #[path = "common/kafka.rs"]
 mod kafka;
+#[path = "common/rabbit.rs"]
+mod rabbit;
 #[path = "common/worker_proc.rs"]
 mod worker_proc;
 
@@ -287,28 +289,46 @@ async fn a_released_key_keeps_its_order_and_a_spring_record_goes_home() {
     let topic = kafka::unique("release");
     kafka::create_topic(&topic, 2).await;
     let downstream = Downstream::start().await;
-    let config = route(&topic, &downstream.url("/orders"), "on_dead_letter = \"park\"");
+    let config = route(
+        &topic,
+        &downstream.url("/orders"),
+        "on_dead_letter = \"park\"",
+    );
     let worker = WorkerProc::start(&config);
     let config = config_of(&worker);
     // Key k02 fails at seq 3 and parks; its seq 4..9 are parked behind it.
     let orders = (0..50).map(|i| {
         let (key, seq) = (i % 5, i / 5);
-        let note = if key == 2 && seq == 3 { "fail:amount" } else { "ok" };
+        let note = if key == 2 && seq == 3 {
+            "fail:amount"
+        } else {
+            "ok"
+        };
         order(key, seq, note)
     });
     kafka::produce(&topic, orders).await;
     let parked = until_dead_lettered(&config, 7, 60).await;
     assert_eq!(parked.len(), 7);
     let kinds: Vec<&str> = parked.iter().map(|r| r["kind"].as_str().unwrap()).collect();
-    assert_eq!(kinds.iter().filter(|k| **k == "parked").count(), 6, "{kinds:?}");
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "parked").count(),
+        6,
+        "{kinds:?}"
+    );
     downstream.until_delivered(43, 30).await;
 
     // Not fixed yet: a dry run shows the blocker first, marked to lift the park.
-    let dry = json(&config, &["release", "k02", "--dry-run", "--format", "json"]);
+    let dry = json(
+        &config,
+        &["release", "k02", "--dry-run", "--format", "json"],
+    );
     let seqs: Vec<u64> = dry.iter().map(|m| payload_seq(&m["payload"])).collect();
     assert_eq!(seqs, [3, 4, 5, 6, 7, 8, 9]);
     let first_headers = dry[0]["headers"].to_string();
-    assert!(first_headers.contains("seawall.release-park"), "{first_headers}");
+    assert!(
+        first_headers.contains("seawall.release-park"),
+        "{first_headers}"
+    );
 
     downstream.fix("amount");
     dlq_ok(&config, &["release", "k02"]);
@@ -319,7 +339,11 @@ async fn a_released_key_keeps_its_order_and_a_spring_record_goes_home() {
         .filter(|(key, _)| key == "k02")
         .map(|(_, seq)| seq)
         .collect();
-    assert_eq!(k02, (0..=10).collect::<Vec<u64>>(), "k02 out of order or parked again");
+    assert_eq!(
+        k02,
+        (0..=10).collect::<Vec<u64>>(),
+        "k02 out of order or parked again"
+    );
 
     // A Spring Kafka dead letter in the route's DLQ topic goes back to its original topic.
     spring_record_replayed(&topic, &config, &downstream).await;
@@ -338,7 +362,10 @@ async fn spring_record_replayed(topic: &str, config: &Path, downstream: &Downstr
         ("kafka_dlt-original-topic", topic.as_bytes().to_vec()),
         ("kafka_dlt-original-partition", 1i32.to_be_bytes().to_vec()),
         ("kafka_dlt-original-offset", 12i64.to_be_bytes().to_vec()),
-        ("kafka_dlt-exception-fqcn", b"com.example.OrderRejected".to_vec()),
+        (
+            "kafka_dlt-exception-fqcn",
+            b"com.example.OrderRejected".to_vec(),
+        ),
         ("kafka_dlt-exception-message", b"no stock".to_vec()),
         ("idempotency-key", b"spring-k07-0".to_vec()),
     ];
@@ -349,7 +376,10 @@ async fn spring_record_replayed(topic: &str, config: &Path, downstream: &Downstr
     };
     dlq_cli::produce(&format!("{topic}.dlq"), vec![letter]).await;
     let listed = until_dead_lettered(config, 8, 30).await;
-    let spring = listed.iter().find(|r| r["format"] == "spring-kafka").unwrap();
+    let spring = listed
+        .iter()
+        .find(|r| r["format"] == "spring-kafka")
+        .unwrap();
     assert_eq!(spring["original_source"], topic);
     let id = spring["id"].as_str().unwrap();
     dlq_ok(config, &["replay", "--ids", id]);
@@ -357,11 +387,76 @@ async fn spring_record_replayed(topic: &str, config: &Path, downstream: &Downstr
     while Instant::now() < deadline && !delivered_k07(downstream) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let call = downstream.delivered().into_iter().find(|c| c.idempotency_key == "spring-k07-0");
+    let call = downstream
+        .delivered()
+        .into_iter()
+        .find(|c| c.idempotency_key == "spring-k07-0");
     let call = call.expect("the Spring dead letter was not delivered");
     assert!(call.headers.get("kafka_dlt-original-topic").is_none());
 }
 
 fn delivered_k07(downstream: &Downstream) -> bool {
-    downstream.delivered().iter().any(|c| c.idempotency_key == "spring-k07-0")
+    downstream
+        .delivered()
+        .iter()
+        .any(|c| c.idempotency_key == "spring-k07-0")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rabbitmq_dead_letter_queue_is_listed_in_place_and_replayed_in_order() {
+    let downstream = Downstream::start().await;
+    let queue = rabbit::unique("dlq-cli");
+    let (_connection, channel) = rabbit::channel().await;
+    rabbit::declare(&channel, &queue).await;
+    let config = format!(
+        "[routes.payments]\nsource.rabbitmq = {{ url = \"{}\", queue = \"{queue}\" }}\nhandler.http = {{ url = \"{}\" }}\n",
+        rabbit::amqp_url(),
+        downstream.url("/payments")
+    );
+    let worker = WorkerProc::start(&config);
+    let config = config_of(&worker);
+    // 60 orders over 3 keys; every third fails until `sku` is fixed.
+    let orders = (0..60).map(|i| {
+        let (key, seq) = (format!("k{:02}", i % 3), i / 3);
+        let note = if seq % 3 == 1 { "fail:sku" } else { "ok" };
+        let payload = serde_json::json!({ "key": key, "seq": seq, "note": note });
+        rabbit::Out {
+            key: key.clone(),
+            id: Some(format!("{key}-{seq}")),
+            payload: payload.to_string(),
+        }
+    });
+    rabbit::publish(&channel, &queue, orders).await;
+    let first = until_dead_lettered(&config, 21, 60).await;
+    assert_eq!(first.len(), 21);
+    // Listing took nothing away and changed no order.
+    let ids = |listed: &[Value]| -> Vec<String> {
+        listed
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let again = json(&config, &["list", "--format", "json"]);
+    assert_eq!(ids(&again), ids(&first));
+    assert_eq!(
+        rabbit::queue_len(&channel, &format!("{queue}.dlq")).await,
+        21
+    );
+
+    downstream.fix("sku");
+    dlq_ok(&config, &["replay", "--kind", "permanent"]);
+    downstream.until_delivered(60, 60).await;
+    let replayed: Vec<(String, u64)> = deliveries(&downstream.calls())
+        .into_iter()
+        .filter(|(_, seq)| seq % 3 == 1)
+        .collect();
+    assert_eq!(replayed.len(), 21);
+    assert_once_in_key_order(&replayed);
+    assert_eq!(
+        rabbit::queue_len(&channel, &format!("{queue}.dlq")).await,
+        0
+    );
+    let (status, _) = worker.stop(Duration::from_secs(30));
+    assert!(status.success());
+    rabbit::delete(&channel, &[&queue, &format!("{queue}.dlq")]).await;
 }

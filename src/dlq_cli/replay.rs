@@ -15,7 +15,7 @@ use serde_json::json;
 
 use super::payload::text_or_hex;
 use super::progress::ProgressView;
-use super::route::{dead_letter_topics, Route, RouteSource};
+use super::route::{dead_letter_topics, open_queue, Route, RouteSource};
 use super::Format;
 
 /// How a replay sends.
@@ -77,11 +77,27 @@ impl ReplayJob<'_> {
                 let mut backend = KafkaReplayer::new(kafka, topics)?;
                 self.execute(&selected, &mut backend).await
             }
-            RouteSource::Rabbitmq(_) => {
-                anyhow::bail!(
-                    "replaying RabbitMQ dead letters is not built yet (route {})",
-                    self.route.name
-                )
+            RouteSource::Rabbitmq(rabbit) => {
+                let mut queue = open_queue(rabbit, self.route.timeout).await?;
+                let selected: Vec<DlqRecord> = queue
+                    .records()
+                    .iter()
+                    .filter(|r| select(r))
+                    .cloned()
+                    .collect();
+                let result = match queue.replayer().await {
+                    Ok(mut backend) => {
+                        let header = rabbit.ordering_header.as_str();
+                        self.execute_with(&selected, &mut backend, |plan| {
+                            carry_ordering_key(plan, &selected, header)
+                        })
+                        .await
+                    }
+                    Err(err) => Err(err.into()),
+                };
+                // What was replayed is removed; the rest goes back in order.
+                queue.close().await;
+                result
             }
         }
     }
@@ -91,13 +107,24 @@ impl ReplayJob<'_> {
         selected: &[DlqRecord],
         backend: &mut B,
     ) -> anyhow::Result<ExitCode> {
+        self.execute_with(selected, backend, |_| {}).await
+    }
+
+    /// Plans, lets `adjust` translate the plan for the broker, then prints or sends.
+    async fn execute_with<B: ReplayBackend>(
+        &self,
+        selected: &[DlqRecord],
+        backend: &mut B,
+        adjust: impl FnOnce(&mut ReplayPlan),
+    ) -> anyhow::Result<ExitCode> {
         let mut ledger = ReplayLedger::open(self.route.ledger_path())?;
         let options = PlanOptions {
             max_replays: self.send.max_replays,
             force: self.send.force,
             release: self.release.clone(),
         };
-        let plan = plan_replay(selected, &ledger, &options);
+        let mut plan = plan_replay(selected, &ledger, &options);
+        adjust(&mut plan);
         report_plan(selected.len(), &plan);
         if self.send.dry_run {
             print_dry_run(&plan, self.send.format)?;
@@ -170,6 +197,25 @@ impl ReplayJob<'_> {
                 outcome,
             },
         )
+    }
+}
+
+/// A replay reaches its queue through the default exchange, so its routing key — a
+/// RabbitMQ route's ordering key when no ordering header is set — becomes the queue's
+/// name. The ordering key the dead letter recorded goes along as the route's ordering
+/// header, which the route reads first, so the key's order holds.
+fn carry_ordering_key(plan: &mut ReplayPlan, records: &[DlqRecord], header: &str) {
+    let recorded: std::collections::HashMap<&str, &Bytes> = records
+        .iter()
+        .filter_map(|r| Some((r.id.as_str(), r.failure.ordering_key.as_ref()?)))
+        .collect();
+    for replay in &mut plan.sends {
+        let Some(key) = recorded.get(replay.id.as_str()) else {
+            continue;
+        };
+        if replay.message.headers().get(header).is_none() {
+            replay.message = replay.message.clone().with_header(header, (*key).clone());
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use seawall::dlq::DlqRecord;
 use seawall::kafka::{read_dead_letters, KafkaConfig};
-use seawall::rabbitmq::RabbitConfig;
+use seawall::rabbitmq::{RabbitConfig, RabbitDeadLetterQueue, RabbitErrorKind};
 use seawall::worker::{self, SourceSpec};
 
 use super::RouteArgs;
@@ -82,14 +82,34 @@ impl Route {
                 let topics = dead_letter_topics(&self.name, kafka);
                 read_kafka(kafka.clone(), topics, self.timeout).await
             }
-            RouteSource::Rabbitmq(_) => {
-                anyhow::bail!(
-                    "RabbitMQ dead-letter queues are not read yet (route {})",
-                    self.name
-                )
+            RouteSource::Rabbitmq(rabbit) => {
+                let opened =
+                    RabbitDeadLetterQueue::open(rabbit, &rabbit.dead_letter_queue(), self.timeout)
+                        .await;
+                let dead_letters = match opened {
+                    Err(err) if err.kind() == RabbitErrorKind::Topology => {
+                        eprintln!("seawall dlq: {err} (nothing dead-lettered yet?)");
+                        return Ok(Vec::new());
+                    }
+                    opened => opened?,
+                };
+                let records = dead_letters.records().to_vec();
+                // Nothing removed: every message goes back to its place in the queue.
+                dead_letters.close().await;
+                Ok(records)
             }
         }
     }
+}
+
+/// The route's dead-letter queue, every message in it taken and held (unacknowledged)
+/// until `close`, which puts back what was not removed, in order.
+pub(super) async fn open_queue(
+    rabbit: &RabbitConfig,
+    timeout: Duration,
+) -> anyhow::Result<RabbitDeadLetterQueue> {
+    let queue = rabbit.dead_letter_queue();
+    Ok(RabbitDeadLetterQueue::open(rabbit, &queue, timeout).await?)
 }
 
 /// A Kafka route's dead-letter topics: the configured one, or `<topic>.dlq` per named
