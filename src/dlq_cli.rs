@@ -181,7 +181,7 @@ async fn run_on(command: DlqCommand, route: &route::Route) -> anyhow::Result<Exi
             let Some(records) = records_holding(route, id).await? else {
                 return Ok(ExitCode::from(2));
             };
-            show(out, &route.name, &records, id)
+            show(out, route, &records, id)
         }
         DlqCommand::Replay {
             filter, ids, send, ..
@@ -316,10 +316,24 @@ fn groups(out: &mut impl Write, records: &[DlqRecord], format: Format) -> io::Re
     }
 }
 
-fn show(out: &mut impl Write, name: &str, records: &[DlqRecord], id: &str) -> io::Result<ExitCode> {
+fn show(
+    out: &mut impl Write,
+    route: &route::Route,
+    records: &[DlqRecord],
+    id: &str,
+) -> io::Result<ExitCode> {
     let Some(record) = records.iter().find(|r| r.id == id) else {
-        eprintln!("seawall dlq: no dead letter `{id}` in route {name}'s dead letters (ids as `seawall dlq list` prints them)");
+        eprintln!(
+            "seawall dlq: no dead letter `{id}` in route {}'s dead letters (ids as `seawall dlq list` prints them)",
+            route.name
+        );
         return Ok(ExitCode::from(1));
     };
-    render::show(out, record).map(|()| ExitCode::SUCCESS)
+    let decoded = route.contract.as_ref().map(|check| {
+        check
+            .check(&record.payload)
+            .map(|d| (d.contract().name().to_owned(), d.to_json()))
+            .map_err(|violation| violation.to_string())
+    });
+    render::show(out, record, decoded).map(|()| ExitCode::SUCCESS)
 }

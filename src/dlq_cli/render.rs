@@ -212,8 +212,13 @@ pub(super) fn group_json(group: &DlqGroup) -> Value {
     })
 }
 
-/// `show`: the failure fields, every header, then the payload.
-pub(super) fn show(out: &mut impl Write, record: &DlqRecord) -> io::Result<()> {
+/// `show`: the failure fields, every header, then the payload — decoded through the
+/// route's contract to JSON when `decoded` holds its result, else as JSON, text or hex.
+pub(super) fn show(
+    out: &mut impl Write,
+    record: &DlqRecord,
+    decoded: Option<Result<(String, Value), String>>,
+) -> io::Result<()> {
     let f = &record.failure;
     let text = |b: Option<&[u8]>| b.map_or_else(|| "-".to_owned(), text_or_hex);
     let time = |at: Option<SystemTime>| {
@@ -244,6 +249,19 @@ pub(super) fn show(out: &mut impl Write, record: &DlqRecord) -> io::Result<()> {
     for (name, value) in record.headers.iter() {
         writeln!(out, "  {name}: {}", text_or_hex(value))?;
     }
+    match decoded {
+        Some(Ok((contract, value))) => {
+            let len = record.payload.len();
+            writeln!(
+                out,
+                "\npayload ({len} bytes, decoded with contract {contract}):"
+            )?;
+            let pretty = serde_json::to_string_pretty(&value).map_err(io::Error::other)?;
+            return writeln!(out, "{pretty}");
+        }
+        Some(Err(violation)) => writeln!(out, "\ncontract: does not decode: {violation}")?,
+        None => {}
+    }
     let payload = render_payload(&record.payload);
     writeln!(
         out,
@@ -262,6 +280,32 @@ pub(super) fn show(out: &mut impl Write, record: &DlqRecord) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn shown(decoded: Option<Result<(String, Value), String>>) -> String {
+        let record = DlqRecord::parse("t.dlq/0/1", None, &b"\x02\x06abc"[..], Default::default());
+        let mut out = Vec::new();
+        show(&mut out, &record, decoded).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn a_payload_that_decodes_through_the_contract_is_shown_as_json() {
+        let decoded = Some(Ok(("order".to_owned(), json!({"id": "abc"}))));
+        let text = shown(decoded);
+        assert!(
+            text.contains(
+                "payload (4 bytes, decoded with contract order):\n{\n  \"id\": \"abc\"\n}"
+            ),
+            "{text}"
+        );
+        let text = shown(Some(Err("truncated".to_owned())));
+        assert!(
+            text.contains("contract: does not decode: truncated"),
+            "{text}"
+        );
+        assert!(text.contains("payload (4 bytes, binary)"), "{text}");
+        assert!(shown(None).contains("payload (4 bytes, binary)"));
+    }
 
     #[test]
     fn fit_cuts_on_characters_and_flattens_lines() {

@@ -3,8 +3,10 @@
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
+use seawall::contract::{ContractCheck, ContractRegistry};
 use seawall::dlq::DlqRecord;
 use seawall::kafka::{read_dead_letters, KafkaConfig};
 use seawall::rabbitmq::{RabbitConfig, RabbitDeadLetterQueue, RabbitErrorKind};
@@ -23,6 +25,8 @@ pub(super) struct Route {
     pub store_dir: PathBuf,
     /// How long reading the dead letters may take.
     pub timeout: Duration,
+    /// The route's contract check, when it has one: `show` decodes payloads with it.
+    pub contract: Option<ContractCheck>,
 }
 
 /// The broker a route reads.
@@ -54,11 +58,20 @@ pub(super) fn resolve(args: &RouteArgs) -> Result<Route, String> {
         SourceSpec::Kafka(kafka) => RouteSource::Kafka(kafka.clone()),
         SourceSpec::Rabbitmq(rabbit) => RouteSource::Rabbitmq(rabbit.clone()),
     };
+    let contract = match &spec.contract {
+        Some(contract) => {
+            let registry =
+                ContractRegistry::load(&config.contracts.dir).map_err(|e| e.to_string())?;
+            Some(ContractCheck::new(Arc::new(registry), contract).map_err(|e| e.to_string())?)
+        }
+        None => None,
+    };
     Ok(Route {
         name,
         source,
         store_dir: config.store.path.clone(),
         timeout: args.timeout,
+        contract,
     })
 }
 
