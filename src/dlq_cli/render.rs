@@ -294,7 +294,7 @@ mod tests {
         let text = shown(decoded);
         assert!(
             text.contains(
-                "payload (4 bytes, decoded with contract order):\n{\n  \"id\": \"abc\"\n}"
+                "payload (5 bytes, decoded with contract order):\n{\n  \"id\": \"abc\"\n}"
             ),
             "{text}"
         );
@@ -303,8 +303,8 @@ mod tests {
             text.contains("contract: does not decode: truncated"),
             "{text}"
         );
-        assert!(text.contains("payload (4 bytes, binary)"), "{text}");
-        assert!(shown(None).contains("payload (4 bytes, binary)"));
+        assert!(text.contains("payload (5 bytes, binary)"), "{text}");
+        assert!(shown(None).contains("payload (5 bytes, binary)"));
     }
 
     #[test]
