@@ -106,9 +106,7 @@ async fn answer(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Bytes
         .map(|cause| failure_text(cause, json["seq"].as_u64().unwrap_or(0)));
     let (status, retry_after) = if inner.down.load(Ordering::SeqCst) {
         (503, None)
-    } else if failing.is_some() {
-        (400, None)
-    } else if note == "400" {
+    } else if failing.is_some() || note == "400" {
         (400, None)
     } else if note == "429" && nth == 1 {
         (429, Some("1"))
