@@ -75,9 +75,20 @@ fn a_seawall_dead_letter_round_trips() {
     assert_eq!(destination, "orders");
     assert_eq!(message.key().map(|k| &k[..]), Some(&b"customer-1"[..]));
     assert_eq!(message.payload(), letter.message.payload());
+    // The original carried no idempotency header and no message id (its key came from
+    // elsewhere): the recorded key goes along, so a second replay is a duplicate.
     assert_eq!(
         header_names(&message),
-        ["traceparent", header::REPLAY_OF, header::REPLAY_COUNT]
+        [
+            "traceparent",
+            "idempotency-key",
+            header::REPLAY_OF,
+            header::REPLAY_COUNT
+        ]
+    );
+    assert_eq!(
+        header_text(&message, "idempotency-key").as_deref(),
+        Some("idem-77")
     );
     assert_eq!(
         header_text(&message, header::REPLAY_OF).as_deref(),
@@ -103,9 +114,15 @@ fn a_replay_dead_lettered_again_counts_its_replays() {
     let record = DlqRecord::parse("dlq/0/2", again.key().cloned(), "p", again.headers());
     assert_eq!(record.failure.replay_count, 1);
     let (_, replayed) = record.replay_message().unwrap();
+    // The first replay's `idempotency-key` is the message's own now: kept, not doubled.
     assert_eq!(
         header_names(&replayed),
-        ["traceparent", header::REPLAY_OF, header::REPLAY_COUNT]
+        [
+            "traceparent",
+            "idempotency-key",
+            header::REPLAY_OF,
+            header::REPLAY_COUNT
+        ]
     );
     assert_eq!(
         header_text(&replayed, header::REPLAY_COUNT).as_deref(),
