@@ -5,21 +5,22 @@
 
 #[path = "common/dlq_cli.rs"]
 mod dlq_cli;
+#[path = "common/dlq_replay.rs"]
+mod dlq_replay;
 #[path = "common/downstream.rs"]
 mod downstream;
 #[path = "common/kafka.rs"]
 mod kafka;
-#[path = "common/rabbit.rs"]
-mod rabbit;
 #[path = "common/worker_proc.rs"]
 mod worker_proc;
 
-use std::collections::{BTreeMap, HashSet};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use downstream::{Call, Downstream};
+use dlq_replay::*;
+use downstream::Downstream;
 use kafka::Record;
 use serde_json::Value;
 use worker_proc::WorkerProc;
@@ -56,76 +57,8 @@ handler.http = {{ url = "{url}" }}
     )
 }
 
-fn config_of(worker: &WorkerProc) -> PathBuf {
-    worker.dir.path().join("seawall.toml")
-}
-
-fn dlq(config: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_seawall"))
-        .arg("dlq")
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
-
-fn dlq_ok(config: &Path, args: &[&str]) -> String {
-    let out = dlq(config, args);
-    assert!(
-        out.status.success(),
-        "seawall dlq {args:?}: {:?}\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn json(config: &Path, args: &[&str]) -> Vec<Value> {
-    let text = dlq_ok(config, args);
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
-}
-
-/// Waits until `seawall dlq list` shows `n` dead letters.
-async fn until_dead_lettered(config: &Path, n: usize, secs: u64) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        let listed = json(config, &["list", "--format", "json", "--all"]);
-        if listed.len() >= n || Instant::now() > deadline {
-            return listed;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
-/// Records in the topic (each partition read to its end).
 fn topic_len(topic: &str, partitions: i32) -> usize {
     kafka::read_all(topic, partitions).len()
-}
-
-/// (key, seq) of each successful delivery, in arrival order.
-fn deliveries(calls: &[Call]) -> Vec<(String, u64)> {
-    calls
-        .iter()
-        .filter(|c| c.status < 300)
-        .map(|c| {
-            let key = c.body["key"].as_str().unwrap().to_owned();
-            (key, c.body["seq"].as_u64().unwrap())
-        })
-        .collect()
-}
-
-fn assert_once_in_key_order(delivered: &[(String, u64)]) {
-    let mut seen = HashSet::new();
-    let mut last: BTreeMap<&str, u64> = BTreeMap::new();
-    for (key, seq) in delivered {
-        assert!(seen.insert((key, seq)), "{key}/{seq} delivered twice");
-        if let Some(prev) = last.insert(key, *seq) {
-            assert!(prev < *seq, "{key}: {seq} after {prev}");
-        }
-    }
 }
 
 fn group_counts(config: &Path) -> BTreeMap<String, (u64, String)> {
@@ -400,63 +333,4 @@ fn delivered_k07(downstream: &Downstream) -> bool {
         .delivered()
         .iter()
         .any(|c| c.idempotency_key == "spring-k07-0")
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_rabbitmq_dead_letter_queue_is_listed_in_place_and_replayed_in_order() {
-    let downstream = Downstream::start().await;
-    let queue = rabbit::unique("dlq-cli");
-    let (_connection, channel) = rabbit::channel().await;
-    rabbit::declare(&channel, &queue).await;
-    let config = format!(
-        "[routes.payments]\nsource.rabbitmq = {{ url = \"{}\", queue = \"{queue}\" }}\nhandler.http = {{ url = \"{}\" }}\n",
-        rabbit::amqp_url(),
-        downstream.url("/payments")
-    );
-    let worker = WorkerProc::start(&config);
-    let config = config_of(&worker);
-    // 60 orders over 3 keys; every third fails until `sku` is fixed.
-    let orders = (0..60).map(|i| {
-        let (key, seq) = (format!("k{:02}", i % 3), i / 3);
-        let note = if seq % 3 == 1 { "fail:sku" } else { "ok" };
-        let payload = serde_json::json!({ "key": key, "seq": seq, "note": note });
-        rabbit::Out {
-            key: key.clone(),
-            id: Some(format!("{key}-{seq}")),
-            payload: payload.to_string(),
-        }
-    });
-    rabbit::publish(&channel, &queue, orders).await;
-    let first = until_dead_lettered(&config, 21, 60).await;
-    assert_eq!(first.len(), 21);
-    // Listing took nothing away and changed no order.
-    let ids = |listed: &[Value]| -> Vec<String> {
-        listed
-            .iter()
-            .map(|r| r["id"].as_str().unwrap().to_owned())
-            .collect()
-    };
-    let again = json(&config, &["list", "--format", "json"]);
-    assert_eq!(ids(&again), ids(&first));
-    assert_eq!(
-        rabbit::queue_len(&channel, &format!("{queue}.dlq")).await,
-        21
-    );
-
-    downstream.fix("sku");
-    dlq_ok(&config, &["replay", "--kind", "permanent"]);
-    downstream.until_delivered(60, 60).await;
-    let replayed: Vec<(String, u64)> = deliveries(&downstream.calls())
-        .into_iter()
-        .filter(|(_, seq)| seq % 3 == 1)
-        .collect();
-    assert_eq!(replayed.len(), 21);
-    assert_once_in_key_order(&replayed);
-    assert_eq!(
-        rabbit::queue_len(&channel, &format!("{queue}.dlq")).await,
-        0
-    );
-    let (status, _) = worker.stop(Duration::from_secs(30));
-    assert!(status.success());
-    rabbit::delete(&channel, &[&queue, &format!("{queue}.dlq")]).await;
 }
