@@ -189,7 +189,7 @@ async fn groups_replayed_in_key_order_exactly_once_resumable_with_canary() {
 async fn interrupted_replay(config: &Path, group: &str) {
     let child = Command::new(env!("CARGO_BIN_EXE_seawall"))
         .args([
-            "dlq", "replay", "--group", group, "--rate", "200", "--config",
+            "dlq", "replay", "--group", group, "--rate", "100", "--config",
         ])
         .arg(config)
         .stdin(Stdio::null())
