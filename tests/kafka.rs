@@ -106,9 +106,14 @@ async fn transient_failures_retry_in_order_while_other_keys_flow() {
     produce(&topic, records(0..200, 4)).await;
     let kafka = KafkaConfig::new(brokers(), &group, &[&topic]);
     let seen = Seen::default();
+    // Retries a second apart, so the other keys' 150 messages have time to pass k1's
+    // even on a loaded machine.
+    let mut config = PipelineConfig::default();
+    config.retry.initial_backoff = Duration::from_secs(1);
+    config.retry.multiplier = 1.0;
     let run = start(
         &kafka,
-        PipelineConfig::default(),
+        config,
         &seen,
         |key, seq, attempt| match (key, seq) {
             ("k1", 1) if attempt < 4 => Err(HandlerError::transient("503")),
