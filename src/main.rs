@@ -103,15 +103,38 @@ fn main() -> std::process::ExitCode {
 }
 
 fn init_logging(format: LogFormat) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| "seawall=info".into());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().with_current_span(true).init(),
+        LogFormat::Text => builder.finish().with(secret_safe_levels()).init(),
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .finish()
+            .with(secret_safe_levels())
+            .init(),
     }
+}
+
+/// Caps the AMQP client's logging at `debug`, whatever `RUST_LOG` asks for: at `trace`,
+/// lapin prints every frame it writes, among them the `Connection.StartOk` that carries
+/// the login (`\0user\0password`, as a list of byte values) — a password in the log —
+/// and every message body. librdkafka needs no cap: its `debug` output (`debug = "all"`)
+/// shows `sasl.password` and the other sensitive properties as `[redacted]`.
+/// `tests/secrets.rs` checks both at `RUST_LOG=trace`.
+fn secret_safe_levels() -> tracing_subscriber::filter::Targets {
+    use tracing_subscriber::filter::LevelFilter;
+    tracing_subscriber::filter::Targets::new()
+        .with_default(LevelFilter::TRACE)
+        .with_target("lapin", LevelFilter::DEBUG)
+        .with_target("amq_protocol", LevelFilter::DEBUG)
+        .with_target("amq_protocol_tcp", LevelFilter::DEBUG)
 }
 
 fn store_command(

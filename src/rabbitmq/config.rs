@@ -1,6 +1,7 @@
 //! RabbitMQ source and dead-letter settings.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -85,6 +86,40 @@ pub struct RabbitConfig {
     /// Where dead letters go.
     #[serde(default)]
     pub dead_letter: DeadLetterTarget,
+    /// Extra trust for `amqps://` (default none: the system roots only).
+    #[serde(default)]
+    pub tls: Option<AmqpTls>,
+}
+
+/// TLS settings for `amqps://` connections. The broker's certificate is always checked
+/// against the host name in the URL; this only adds roots to trust.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AmqpTls {
+    /// A PEM file of root CA certificates (a private or test CA), trusted in addition to
+    /// the system roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+}
+
+impl AmqpTls {
+    /// The CA file's PEM text, checked to hold a certificate; `None` without a CA file.
+    /// The error names the field (`tls.ca_file`).
+    pub fn ca_pem(&self) -> Result<Option<String>, ConfigError> {
+        const FIELD: &str = "tls.ca_file";
+        let Some(path) = &self.ca_file else {
+            return Ok(None);
+        };
+        let pem = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::new(FIELD, format!("cannot read {}: {e}", path.display())))?;
+        if !pem.contains("-----BEGIN CERTIFICATE-----") {
+            return Err(ConfigError::new(
+                FIELD,
+                format!("{} holds no PEM certificate", path.display()),
+            ));
+        }
+        Ok(Some(pem))
+    }
 }
 
 /// Queue and bindings Seawall declares.
@@ -167,6 +202,7 @@ impl RabbitConfig {
             idempotency_header: default_idempotency_header(),
             reconnect: ReconnectConfig::default(),
             dead_letter: DeadLetterTarget::default(),
+            tls: None,
         }
     }
 
@@ -183,6 +219,9 @@ impl RabbitConfig {
                 "url",
                 format!("expected an amqp:// or amqps:// URI, got `{}`", self.url),
             ));
+        }
+        if let Some(tls) = &self.tls {
+            tls.ca_pem()?;
         }
         if let Some(declare) = &self.declare {
             if !["direct", "fanout", "topic", "headers"].contains(&declare.exchange_kind.as_str()) {

@@ -4,10 +4,11 @@ use lapin::options::{
     BasicConsumeOptions, BasicQosOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
     QueueBindOptions, QueueDeclareOptions,
 };
+use lapin::tcp::OwnedTLSConfig;
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection, ConnectionProperties, Consumer, ExchangeKind};
 
-use super::config::{AmqpUrl, RabbitConfig};
+use super::config::{AmqpTls, AmqpUrl, RabbitConfig};
 use super::error::{RabbitError, RabbitErrorKind};
 
 /// A connection with one channel.
@@ -17,12 +18,35 @@ pub(crate) struct Link {
 }
 
 impl Link {
+    /// Connects trusting the system roots only (for `amqps://`).
     pub(crate) async fn open(url: &AmqpUrl, name: &str) -> Result<Self, RabbitError> {
+        Self::open_with_tls(url, None, name).await
+    }
+
+    /// Connects trusting also the CA of `tls` (for `amqps://`); the broker's certificate
+    /// must name the URL's host either way.
+    pub(crate) async fn open_with_tls(
+        url: &AmqpUrl,
+        tls: Option<&AmqpTls>,
+        name: &str,
+    ) -> Result<Self, RabbitError> {
         let context = || format!("connecting to {url}");
         let properties = ConnectionProperties::default().with_connection_name(name.into());
-        let connection = Connection::connect(url.expose(), properties)
-            .await
+        let tls_config = OwnedTLSConfig {
+            identity: None,
+            cert_chain: match tls {
+                Some(tls) => tls.ca_pem().map_err(|e| {
+                    RabbitError::detected(RabbitErrorKind::Connect, format!("{}: {e}", context()))
+                })?,
+                None => None,
+            },
+        };
+        let runtime = lapin::runtime::default_runtime()
             .map_err(|e| RabbitError::new(RabbitErrorKind::Connect, context(), e))?;
+        let connection =
+            Connection::connect_with_config(url.expose(), properties, tls_config, runtime)
+                .await
+                .map_err(|e| RabbitError::new(RabbitErrorKind::Connect, context(), e))?;
         let channel = connection
             .create_channel()
             .await
@@ -118,7 +142,8 @@ pub(crate) async fn open_consumer(
     config: &RabbitConfig,
     tag: &str,
 ) -> Result<(Link, Consumer), RabbitError> {
-    let link = Link::open(&config.url, &format!("seawall source {}", config.queue)).await?;
+    let name = format!("seawall source {}", config.queue);
+    let link = Link::open_with_tls(&config.url, config.tls.as_ref(), &name).await?;
     link.channel
         .basic_qos(config.prefetch, BasicQosOptions::default())
         .await
@@ -141,10 +166,11 @@ pub(crate) async fn open_consumer(
 /// default exchange, `""`, always does).
 pub(crate) async fn open_publisher(
     url: &AmqpUrl,
+    tls: Option<&AmqpTls>,
     name: &str,
     exchange: &str,
 ) -> Result<Link, RabbitError> {
-    let link = Link::open(url, name).await?;
+    let link = Link::open_with_tls(url, tls, name).await?;
     link.channel
         .confirm_select(ConfirmSelectOptions::default())
         .await
@@ -173,7 +199,7 @@ pub(crate) async fn open_publisher(
 /// exchange and queue.
 pub(crate) async fn open_dead_letter_publisher(config: &RabbitConfig) -> Result<Link, RabbitError> {
     let name = format!("seawall dead-letter {}", config.queue);
-    let link = open_publisher(&config.url, &name, "").await?;
+    let link = open_publisher(&config.url, config.tls.as_ref(), &name, "").await?;
     let exchange = config.dead_letter_exchange();
     let queue = config.dead_letter_queue();
     let passive = config.dead_letter.passive;
@@ -218,7 +244,7 @@ pub(crate) async fn open_dead_letter_publisher(config: &RabbitConfig) -> Result<
 /// Connects and, when Seawall does not declare the queue, checks that it exists; for
 /// `seawall check`. Consumes nothing.
 pub(crate) async fn probe_queue(config: &RabbitConfig) -> Result<(), RabbitError> {
-    let link = Link::open(&config.url, "seawall check").await?;
+    let link = Link::open_with_tls(&config.url, config.tls.as_ref(), "seawall check").await?;
     let result = if config.declare.is_none() {
         let passive = QueueDeclareOptions {
             passive: true,

@@ -6,7 +6,7 @@ use lapin::Confirmation;
 use serde::Deserialize;
 use tokio::sync::Mutex;
 
-use super::config::AmqpUrl;
+use super::config::{AmqpTls, AmqpUrl};
 use super::connect::{open_publisher, Link};
 use super::convert::{properties_for, routing_key_for};
 use super::error::RabbitError;
@@ -30,6 +30,9 @@ pub struct RabbitTarget {
     /// RabbitMQ, else the message key (the Kafka key on a Kafka-to-RabbitMQ bridge).
     #[serde(default)]
     pub routing_key: Option<String>,
+    /// Extra trust for `amqps://` (default none: the system roots only).
+    #[serde(default)]
+    pub tls: Option<AmqpTls>,
 }
 
 impl RabbitTarget {
@@ -41,6 +44,9 @@ impl RabbitTarget {
                 "url",
                 "expected an amqp:// or amqps:// URI",
             ));
+        }
+        if let Some(tls) = &self.tls {
+            tls.ca_pem()?;
         }
         Ok(())
     }
@@ -60,7 +66,8 @@ impl RabbitForwarder {
     /// Connects and checks that the exchange exists; fails naming it.
     pub async fn connect(target: RabbitTarget) -> Result<Self, crate::Error> {
         target.validate()?;
-        let link = open_publisher(&target.url, "seawall forward", &target.exchange).await?;
+        let tls = target.tls.as_ref();
+        let link = open_publisher(&target.url, tls, "seawall forward", &target.exchange).await?;
         Ok(Self {
             target,
             link: Mutex::new(Some(link)),
@@ -75,8 +82,14 @@ impl RabbitForwarder {
             }
         }
         *link = None;
-        let reopened =
-            open_publisher(&self.target.url, "seawall forward", &self.target.exchange).await?;
+        let target = &self.target;
+        let reopened = open_publisher(
+            &target.url,
+            target.tls.as_ref(),
+            "seawall forward",
+            &target.exchange,
+        )
+        .await?;
         let channel = reopened.channel.clone();
         *link = Some(reopened);
         Ok(channel)

@@ -37,7 +37,7 @@ mod forward;
 mod sink;
 mod source;
 
-pub use config::{AmqpUrl, DeadLetterTarget, Declare, RabbitConfig, ReconnectConfig};
+pub use config::{AmqpTls, AmqpUrl, DeadLetterTarget, Declare, RabbitConfig, ReconnectConfig};
 pub(crate) use connect::probe_queue;
 pub use convert::AmqpMeta;
 pub use dlq::RabbitDeadLetterQueue;
