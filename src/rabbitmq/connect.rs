@@ -18,11 +18,6 @@ pub(crate) struct Link {
 }
 
 impl Link {
-    /// Connects trusting the system roots only (for `amqps://`).
-    pub(crate) async fn open(url: &AmqpUrl, name: &str) -> Result<Self, RabbitError> {
-        Self::open_with_tls(url, None, name).await
-    }
-
     /// Connects trusting also the CA of `tls` (for `amqps://`); the broker's certificate
     /// must name the URL's host either way.
     pub(crate) async fn open_with_tls(

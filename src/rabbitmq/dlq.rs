@@ -85,7 +85,12 @@ impl RabbitDeadLetterQueue {
         timeout: Duration,
     ) -> Result<Self, RabbitError> {
         let reading = async {
-            let link = Link::open(&config.url, &format!("seawall-dlq {queue}")).await?;
+            let link = Link::open_with_tls(
+                &config.url,
+                config.tls.as_ref(),
+                &format!("seawall-dlq {queue}"),
+            )
+            .await?;
             let mut dlq = Self {
                 queue: queue.to_owned(),
                 url: config.url.to_string(),

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 
-use super::config::{HandlerSpec, RouteSpec, Sections, SourceSpec, WorkerConfig};
+use super::config::{ForwardSpec, HandlerSpec, RouteSpec, Sections, SourceSpec, WorkerConfig};
 use super::locate::Locator;
 use crate::contract::{set_max_allocation_bytes, ContractCheck, ContractRegistry};
 use crate::error::ConfigError;
@@ -135,7 +135,7 @@ pub fn parse(
     let sections: Sections = typed(&origins, "", toml::Value::Table(table))?;
     let mut routes = BTreeMap::new();
     for (name, table) in sections.routes {
-        let route = route(&origins, &name, table)?;
+        let route = route(&origins, &name, table, base)?;
         routes.insert(name, route);
     }
     let config = WorkerConfig {
@@ -252,6 +252,7 @@ fn route(
     origins: &Origins<'_>,
     name: &str,
     mut table: toml::Table,
+    base: &Path,
 ) -> Result<RouteSpec, ConfigFileError> {
     let at = format!("routes.{name}");
     if name.is_empty()
@@ -286,15 +287,34 @@ fn route(
             pipeline.idempotency.key = rabbit.idempotency_rule();
         }
     }
-    let spec = RouteSpec {
+    let mut spec = RouteSpec {
         name: name.to_owned(),
         source,
         contract,
         handler,
         pipeline,
     };
+    resolve_ca_files(&mut spec, base);
     super::validate::route(&spec).map_err(|e| origins.config(e.under(&at)))?;
     Ok(spec)
+}
+
+/// CA files, like every path in the file, are relative to the config file's directory.
+fn resolve_ca_files(spec: &mut RouteSpec, base: &Path) {
+    let mut files: Vec<&mut Option<std::path::PathBuf>> = Vec::new();
+    if let SourceSpec::Rabbitmq(rabbit) = &mut spec.source {
+        files.extend(rabbit.tls.as_mut().map(|tls| &mut tls.ca_file));
+    }
+    match &mut spec.handler {
+        HandlerSpec::Http(http) => files.extend(http.tls.as_mut().map(|tls| &mut tls.ca_file)),
+        HandlerSpec::Forward(ForwardSpec::Rabbitmq(target)) => {
+            files.extend(target.tls.as_mut().map(|tls| &mut tls.ca_file));
+        }
+        HandlerSpec::Forward(ForwardSpec::Kafka(_)) => {}
+    }
+    for file in files.into_iter().flatten() {
+        *file = resolve(base, file);
+    }
 }
 
 fn has_key(table: &toml::Table, section: &str) -> bool {
