@@ -5,7 +5,8 @@
 
 # --- build ---------------------------------------------------------------------------
 FROM rust:1-bookworm AS build
-# rdkafka builds librdkafka from source: it needs cmake (and a C toolchain, present).
+# rdkafka builds librdkafka and OpenSSL from source: it needs cmake (a C toolchain, perl
+# and make are in the image).
 RUN apt-get update \
  && apt-get install -y --no-install-recommends cmake \
  && rm -rf /var/lib/apt/lists/*
