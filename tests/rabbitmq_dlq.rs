@@ -133,12 +133,21 @@ async fn foreign_messages_are_named_by_message_id_or_position() {
     delete(&ch, &[&queue]).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ten_thousand_dead_letters_read_in_order() {
+/// Publishes `n` messages to a fresh queue and reads it as a dead-letter queue, checking
+/// the order; returns the queue (open) for more checks, its name and a channel.
+async fn read_back_in_order(
+    n: u32,
+    timeout: Duration,
+) -> (
+    RabbitDeadLetterQueue,
+    String,
+    lapin::Channel,
+    lapin::Connection,
+) {
     let queue = unique("dlq-volume");
-    let (_conn, ch) = channel().await;
+    let (conn, ch) = channel().await;
     declare(&ch, &queue).await;
-    let messages = (0..10_000).map(|i| Out {
+    let messages = (0..n).map(|i| Out {
         key: format!("k{}", i % 100),
         id: Some(format!("m-{i}")),
         payload: i.to_string(),
@@ -146,13 +155,18 @@ async fn ten_thousand_dead_letters_read_in_order() {
     publish(&ch, &queue, messages).await;
     let config = RabbitConfig::new(amqp_url(), "unused");
     let started = Instant::now();
-    let dlq = RabbitDeadLetterQueue::open(&config, &queue, Duration::from_secs(120))
+    let dlq = RabbitDeadLetterQueue::open(&config, &queue, timeout)
         .await
         .unwrap();
-    let took = started.elapsed();
-    eprintln!("read 10000 dead letters in {took:?}");
-    let expected: Vec<String> = (0..10_000).map(|i| i.to_string()).collect();
+    eprintln!("read {n} dead letters in {:?}", started.elapsed());
+    let expected: Vec<String> = (0..n).map(|i| i.to_string()).collect();
     assert_eq!(payloads(dlq.records()), expected);
+    (dlq, queue, ch, conn)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_dead_letters_read_in_order() {
+    let (dlq, queue, ch, _conn) = read_back_in_order(10_000, Duration::from_secs(120)).await;
     dlq.close().await;
     assert_eq!(queue_len(&ch, &queue).await, 10_000);
     delete(&ch, &[&queue]).await;
@@ -164,27 +178,14 @@ async fn ten_thousand_dead_letters_read_in_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "publishes 100,000 messages"]
 async fn a_hundred_thousand_dead_letters_read_in_order() {
-    let queue = unique("dlq-100k");
-    let (_conn, ch) = channel().await;
-    declare(&ch, &queue).await;
-    let messages = (0..100_000).map(|i| Out {
-        key: format!("k{}", i % 100),
-        id: Some(format!("m-{i}")),
-        payload: i.to_string(),
-    });
-    publish(&ch, &queue, messages).await;
-    let config = RabbitConfig::new(amqp_url(), "unused");
-    let started = Instant::now();
-    let dlq = RabbitDeadLetterQueue::open(&config, &queue, Duration::from_secs(300))
-        .await
-        .unwrap();
-    eprintln!("read 100000 dead letters in {:?}", started.elapsed());
-    let expected: Vec<String> = (0..100_000).map(|i| i.to_string()).collect();
-    assert_eq!(payloads(dlq.records()), expected);
+    let timeout = Duration::from_secs(300);
+    let (dlq, queue, ch, _conn) = read_back_in_order(100_000, timeout).await;
     dlq.close().await;
-    let dlq = RabbitDeadLetterQueue::open(&config, &queue, Duration::from_secs(300))
+    let config = RabbitConfig::new(amqp_url(), "unused");
+    let dlq = RabbitDeadLetterQueue::open(&config, &queue, timeout)
         .await
         .unwrap();
+    let expected: Vec<String> = (0..100_000).map(|i| i.to_string()).collect();
     assert_eq!(
         payloads(dlq.records()),
         expected,

@@ -20,9 +20,9 @@ use rabbit::{
 use rabbit_dlq::*;
 use seawall::dlq::{
     plan_replay, run_replay, CanaryOutcome, DlqRecord, PlanOptions, ReplayEnd, ReplayLedger,
-    ReplaySettings,
+    ReplaySettings, ReplaySummary,
 };
-use seawall::rabbitmq::{RabbitConfig, RabbitDeadLetters, RabbitSource};
+use seawall::rabbitmq::{RabbitConfig, RabbitDeadLetterQueue, RabbitDeadLetters, RabbitSource};
 use seawall::{handler_fn, header, HandlerError, Message, PipelineConfig};
 
 fn ledger() -> (tempfile::TempDir, ReplayLedger) {
@@ -268,22 +268,7 @@ async fn the_pipelines_dead_letters_are_read_and_a_canary_that_fails_again_stops
 
     // Still broken: the canary comes back dead-lettered and nothing after it is sent.
     let (_dir, mut ledger) = ledger();
-    let plan = plan_replay(dlq.records(), &ledger, &PlanOptions::default());
-    let mut replayer = dlq
-        .replayer()
-        .await
-        .unwrap()
-        .with_settle(Duration::from_secs(1));
-    let summary = run_replay(
-        &plan.sends,
-        &mut replayer,
-        &mut ledger,
-        &settings(10, Some(1)),
-        &mut |_| {},
-        std::future::pending(),
-    )
-    .await
-    .unwrap();
+    let summary = replay_with_a_canary(&mut dlq, &mut ledger).await;
     assert_eq!(summary.sent, 1);
     assert_eq!(
         summary.end,
@@ -303,23 +288,7 @@ async fn the_pipelines_dead_letters_are_read_and_a_canary_that_fails_again_stops
 
     // Fixed: the canary passes and the rest follows.
     broken.store(false, Ordering::SeqCst);
-    let plan = plan_replay(dlq.records(), &ledger, &PlanOptions::default());
-    assert_eq!(plan.sends.len(), 4);
-    let mut replayer = dlq
-        .replayer()
-        .await
-        .unwrap()
-        .with_settle(Duration::from_secs(1));
-    let summary = run_replay(
-        &plan.sends,
-        &mut replayer,
-        &mut ledger,
-        &settings(10, Some(1)),
-        &mut |_| {},
-        std::future::pending(),
-    )
-    .await
-    .unwrap();
+    let summary = replay_with_a_canary(&mut dlq, &mut ledger).await;
     assert_eq!((summary.sent, summary.end), (4, ReplayEnd::Done));
     assert!(dlq.records().is_empty());
     dlq.close().await;
@@ -327,4 +296,27 @@ async fn the_pipelines_dead_letters_are_read_and_a_canary_that_fails_again_stops
     assert_eq!(stats.processed, 20);
     assert_eq!(queue_len(&ch, &format!("{queue}.dlq")).await, 0);
     delete(&ch, &[&queue, &format!("{queue}.dlq")]).await;
+}
+
+/// Replays every dead letter not in `ledger`, a canary of one first.
+async fn replay_with_a_canary(
+    dlq: &mut RabbitDeadLetterQueue,
+    ledger: &mut ReplayLedger,
+) -> ReplaySummary {
+    let plan = plan_replay(dlq.records(), ledger, &PlanOptions::default());
+    let mut replayer = dlq
+        .replayer()
+        .await
+        .unwrap()
+        .with_settle(Duration::from_secs(1));
+    run_replay(
+        &plan.sends,
+        &mut replayer,
+        ledger,
+        &settings(10, Some(1)),
+        &mut |_| {},
+        std::future::pending(),
+    )
+    .await
+    .unwrap()
 }
