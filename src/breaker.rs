@@ -19,7 +19,9 @@ pub struct BreakerConfig {
     pub window: Duration,
     /// Fewest attempts in the window before the breaker may open (default 20).
     pub min_calls: u32,
-    /// Share of transient failures in the window that opens it (default 0.5).
+    /// Share of transient failures that opens it (default 0.5): over the window, or over
+    /// the last `min_calls` attempts in it (so a sudden outage opens it at once even
+    /// after a window full of successes).
     pub failure_ratio: f64,
     /// How long it stays open before one probe goes through (default 10s).
     #[serde(with = "humantime_serde")]
@@ -82,6 +84,9 @@ struct Bucket {
 struct Inner {
     state: BreakerState,
     buckets: VecDeque<Bucket>,
+    /// When the last `min_calls` attempts in the window were made and whether each
+    /// failed, newest last.
+    recent: VecDeque<(Instant, bool)>,
     opened_at: Instant,
     probe_out: bool,
 }
@@ -114,6 +119,7 @@ impl CircuitBreaker {
             inner: Mutex::new(Inner {
                 state: BreakerState::Closed,
                 buckets: VecDeque::new(),
+                recent: VecDeque::new(),
                 opened_at: Instant::now(),
                 probe_out: false,
             }),
@@ -213,6 +219,7 @@ impl CircuitBreaker {
             match result {
                 CallResult::Success => {
                     inner.buckets.clear();
+                    inner.recent.clear();
                     self.transition(&mut inner, BreakerState::Closed);
                 }
                 CallResult::Failure => self.open(&mut inner),
@@ -257,18 +264,39 @@ impl CircuitBreaker {
             bucket.calls += 1;
             bucket.failures += u32::from(failed);
         }
+        let window = self.config.window;
+        let full = self.config.min_calls.max(1) as usize;
+        while inner
+            .recent
+            .front()
+            .is_some_and(|&(at, _)| inner.recent.len() >= full || now.duration_since(at) >= window)
+        {
+            inner.recent.pop_front();
+        }
+        inner.recent.push_back((now, failed));
     }
 
+    /// Open when the failure share reaches the ratio over the window — or over the last
+    /// `min_calls` attempts alone: under load the window is still full of the successes
+    /// from before an outage, and would open only after thousands of failures, while
+    /// messages in flight spend their whole retry budget in a second and are
+    /// dead-lettered for the outage (found by `seawall-chaos`).
     fn tripped(&self, inner: &Inner) -> bool {
+        let min_calls = self.config.min_calls.max(1);
+        let share_reached = |calls: u32, failures: u32| {
+            calls >= min_calls
+                && f64::from(failures) >= self.config.failure_ratio * f64::from(calls)
+        };
         let calls: u32 = inner.buckets.iter().map(|b| b.calls).sum();
         let failures: u32 = inner.buckets.iter().map(|b| b.failures).sum();
-        calls >= self.config.min_calls.max(1)
-            && f64::from(failures) >= self.config.failure_ratio * f64::from(calls)
+        let recent_failures = inner.recent.iter().filter(|(_, failed)| *failed).count() as u32;
+        share_reached(calls, failures) || share_reached(inner.recent.len() as u32, recent_failures)
     }
 
     fn open(&self, inner: &mut Inner) {
         inner.opened_at = Instant::now();
         inner.buckets.clear();
+        inner.recent.clear();
         self.transition(inner, BreakerState::Open);
     }
 

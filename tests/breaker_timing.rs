@@ -273,3 +273,23 @@ async fn a_handler_timeout_is_a_transient_failure_at_the_deadline() {
         "{gap:?}"
     );
 }
+
+/// Under load the window is full of successes when the downstream goes down; the last
+/// `min_calls` attempts failing opens the breaker at once, before messages in flight
+/// spend their retry budgets on the outage.
+#[tokio::test(start_paused = true)]
+async fn a_sudden_outage_opens_it_after_a_window_full_of_successes() {
+    let breaker = CircuitBreaker::new(config());
+    for _ in 0..1_000 {
+        record(&breaker, CallResult::Success).await;
+    }
+    // The last four attempts: three successes and a failure; then two of four failed.
+    assert_eq!(
+        record(&breaker, CallResult::Failure).await,
+        BreakerState::Closed
+    );
+    assert_eq!(
+        record(&breaker, CallResult::Failure).await,
+        BreakerState::Open
+    );
+}
