@@ -111,15 +111,12 @@ async fn transient_failures_retry_in_order_while_other_keys_flow() {
     let mut config = PipelineConfig::default();
     config.retry.initial_backoff = Duration::from_secs(1);
     config.retry.multiplier = 1.0;
-    let run = start(
-        &kafka,
-        config,
-        &seen,
-        |key, seq, attempt| match (key, seq) {
+    let run = start(&kafka, config, &seen, |key, seq, attempt| {
+        match (key, seq) {
             ("k1", 1) if attempt < 4 => Err(HandlerError::transient("503")),
             _ => Ok(()),
-        },
-    )
+        }
+    })
     .await;
     let stats = stop_when(run, |s| s.processed >= 200).await;
     assert_eq!((stats.processed, stats.retries), (200, 3));
