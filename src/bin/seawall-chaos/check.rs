@@ -46,11 +46,11 @@ impl Report {
         self.repeats_unexplained + if strict { self.repeats_after_kill } else { 0 }
     }
 
-    /// Whether the dead letters are exactly the poison messages, once each.
-    pub fn dead_letters_exact(&self) -> bool {
-        self.poison_not_dead_lettered == 0
-            && self.good_dead_lettered == 0
-            && self.dead_lettered_twice == 0
+    /// Whether the dead letters are exactly the poison messages (as a set), and
+    /// each once unless a SIGKILL explains a repeat (`killed`) and not `strict`.
+    pub fn dead_letters_exact(&self, killed: bool, strict: bool) -> bool {
+        let repeats_ok = self.dead_lettered_twice == 0 || (killed && !strict);
+        self.poison_not_dead_lettered == 0 && self.good_dead_lettered == 0 && repeats_ok
     }
 }
 
@@ -156,7 +156,7 @@ pub fn call_rate(calls: &[Call], from: Instant, to: Instant) -> (f64, usize) {
 }
 
 /// Prints the report.
-pub fn print(r: &Report, strict: bool) {
+pub fn print(r: &Report, killed: bool, strict: bool) {
     println!(
         "produced                 {} ({} distinct, {} poison)",
         r.produced, r.distinct, r.poison
@@ -183,8 +183,8 @@ pub fn print(r: &Report, strict: bool) {
         r.dead_lettered, r.dead_letter_kinds
     );
     println!(
-        "  exactly the poison ones: {} (poison missing {}, not poison {}, twice {})",
-        if r.dead_letters_exact() { "yes" } else { "NO" },
+        "  exactly the poison ones: {} (poison missing {}, not poison {}, again after a SIGKILL {})",
+        if r.dead_letters_exact(killed, strict) { "yes" } else { "NO" },
         r.poison_not_dead_lettered,
         r.good_dead_lettered,
         r.dead_lettered_twice

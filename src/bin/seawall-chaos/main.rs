@@ -215,7 +215,7 @@ async fn run(cli: &Cli) -> anyhow::Result<bool> {
         delivery_time.as_secs_f64(),
         worker.starts
     );
-    check::print(&report, cli.strict);
+    check::print(&report, !faults.kills.is_empty(), cli.strict);
     let fault_ok = print_faults(cli, &faults, &calls);
     let ok = verdict(cli, &report, &faults) && fault_ok;
     if let Source::Rabbit { url, queue } = &*source {
@@ -277,7 +277,7 @@ fn verdict(cli: &Cli, r: &check::Report, faults: &Faults) -> bool {
     if r.corrupted > 0 || r.poison_accepted > 0 {
         problems.push("corrupted (or poison accepted)");
     }
-    if !r.dead_letters_exact() {
+    if !r.dead_letters_exact(!faults.kills.is_empty(), cli.strict) {
         problems.push("dead letters are not exactly the poison messages");
     }
     for p in &problems {
