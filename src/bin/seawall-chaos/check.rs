@@ -27,6 +27,7 @@ pub struct Report {
     pub poison: usize,
     pub delivered: usize,
     pub lost: usize,
+    pub lost_dead_lettered: usize,
     pub accepted_calls: usize,
     pub repeats_after_kill: usize,
     pub repeats_unexplained: usize,
@@ -116,6 +117,17 @@ pub fn check(seen: &Observed) -> Report {
         .filter(|m| m.kind == Kind::Good && !first.contains_key(&m.id))
         .count();
     check_dead_letters(&mut r, &produced, seen.dead_letters);
+    let dead: HashSet<&str> = seen
+        .dead_letters
+        .iter()
+        .map(|(id, _)| id.as_str())
+        .collect();
+    r.lost_dead_lettered = produced
+        .values()
+        .filter(|m| {
+            m.kind == Kind::Good && !first.contains_key(&m.id) && dead.contains(m.id.as_str())
+        })
+        .count();
     r
 }
 
@@ -130,6 +142,7 @@ fn check_dead_letters(
         *r.dead_letter_kinds.entry(kind.clone()).or_default() += 1;
         if !ids.insert(id.as_str()) {
             r.dead_lettered_twice += 1;
+            continue;
         }
         if !produced.get(id.as_str()).is_some_and(|m| m.kind.poison()) {
             r.good_dead_lettered += 1;
@@ -165,7 +178,10 @@ pub fn print(r: &Report, killed: bool, strict: bool) {
         "delivered (distinct)     {} ({} accepted calls)",
         r.delivered, r.accepted_calls
     );
-    println!("lost                     {}", r.lost);
+    println!(
+        "lost                     {} (of which dead-lettered {})",
+        r.lost, r.lost_dead_lettered
+    );
     println!(
         "repeated after a SIGKILL {} (same idempotency key accepted again)",
         r.repeats_after_kill

@@ -138,7 +138,10 @@ fn outage(goal: &Goal, downstream: &Downstream, accepted: usize, faults: &mut Fa
         None if accepted >= goal.good / 5 => {
             downstream.set_down(true);
             faults.outage = Some((now, now + goal.outage));
-            println!("  downstream down at {accepted} delivered");
+            println!(
+                "  downstream down at {accepted} delivered ({})",
+                humantime::format_rfc3339_millis(std::time::SystemTime::now())
+            );
         }
         Some((start, end)) if now >= end && !faults.outage_over => {
             downstream.set_down(false);
