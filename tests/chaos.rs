@@ -18,7 +18,12 @@ fn chaos(broker: &str, scenario: &str) {
     let out = Command::new(env!("CARGO_BIN_EXE_seawall-chaos"))
         .args(["--broker", broker, "--scenario", scenario])
         .args(["--messages", "2000", "--kills", "3", "--outage", "5s"])
-        .args(["--deadline", "90s", "--seawall", env!("CARGO_BIN_EXE_seawall")])
+        .args([
+            "--deadline",
+            "90s",
+            "--seawall",
+            env!("CARGO_BIN_EXE_seawall"),
+        ])
         .output()
         .unwrap();
     let report = String::from_utf8_lossy(&out.stdout);
