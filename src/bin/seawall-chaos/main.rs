@@ -173,24 +173,8 @@ async fn run(cli: &Cli) -> anyhow::Result<bool> {
     worker.start().await?;
     let started = Instant::now();
     let finished = Arc::new(AtomicBool::new(false));
-    let producer = {
-        let (source, msgs, finished) = (source.clone(), msgs.clone(), finished.clone());
-        tokio::spawn(async move {
-            let result = produce_all(&source, &msgs).await;
-            finished.store(true, Ordering::SeqCst);
-            result
-        })
-    };
-    let distinct: std::collections::HashMap<&str, &Msg> =
-        msgs.iter().map(|m| (m.id.as_str(), m)).collect();
-    let poison = distinct.values().filter(|m| m.kind.poison()).count();
-    let goal = Goal {
-        good: distinct.len() - poison,
-        poison,
-        faults: cli.kills,
-        outage: cli.outage,
-        deadline: started + cli.deadline,
-    };
+    let producer = spawn_producer(source.clone(), msgs.clone(), finished.clone());
+    let goal = goal(cli, &msgs, started);
     let faults = scenario::drive(cli.scenario, &goal, &downstream, &mut worker, || {
         finished.load(Ordering::SeqCst)
     })
@@ -218,15 +202,48 @@ async fn run(cli: &Cli) -> anyhow::Result<bool> {
     check::print(&report, !faults.kills.is_empty(), cli.strict);
     let fault_ok = print_faults(cli, &faults, &calls);
     let ok = verdict(cli, &report, &faults) && fault_ok;
-    if let Source::Rabbit { url, queue } = &*source {
+    clean_up(&source, &dir, ok).await?;
+    Ok(ok)
+}
+
+/// Produces the workload in the background; sets `finished` when done.
+fn spawn_producer(
+    source: Arc<Source>,
+    msgs: Arc<Vec<Msg>>,
+    finished: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<anyhow::Result<()>> {
+    tokio::spawn(async move {
+        let result = produce_all(&source, &msgs).await;
+        finished.store(true, Ordering::SeqCst);
+        result
+    })
+}
+
+/// What must arrive: every distinct non-poison message, every poison one refused.
+fn goal(cli: &Cli, msgs: &[Msg], started: Instant) -> Goal {
+    let distinct: std::collections::HashMap<&str, &Msg> =
+        msgs.iter().map(|m| (m.id.as_str(), m)).collect();
+    let poison = distinct.values().filter(|m| m.kind.poison()).count();
+    Goal {
+        good: distinct.len() - poison,
+        poison,
+        faults: cli.kills,
+        outage: cli.outage,
+        deadline: started + cli.deadline,
+    }
+}
+
+/// Deletes the run's queues; removes its directory after a clean run.
+async fn clean_up(source: &Source, dir: &Path, ok: bool) -> anyhow::Result<()> {
+    if let Source::Rabbit { url, queue } = source {
         produce::delete_queues(url, &[queue, &format!("{queue}.dlq")]).await?;
     }
     if ok {
-        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_dir_all(dir);
     } else {
         println!("worker log and config kept in {}", dir.display());
     }
-    Ok(ok)
+    Ok(())
 }
 
 /// Prints the scenario's own figures; whether they are within bounds.
