@@ -1,0 +1,169 @@
+//! The worker under test: `seawall run` as a child process on a generated config.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+/// The broker side of a run.
+pub enum Source {
+    /// A topic on Kafka brokers.
+    Kafka { brokers: String, topic: String },
+    /// A queue on RabbitMQ.
+    Rabbit { url: String, queue: String },
+}
+
+impl Source {
+    /// The `source.…` line of the route.
+    fn toml(&self) -> String {
+        match self {
+            Source::Kafka { brokers, topic } => format!(
+                "source.kafka = {{ brokers = \"{brokers}\", group = \"{topic}-g\", \
+                 topics = [\"{topic}\"], commit_interval = \"100ms\", \
+                 properties = {{ \"session.timeout.ms\" = \"6000\" }} }}"
+            ),
+            Source::Rabbit { url, queue } => {
+                format!("source.rabbitmq = {{ url = \"{url}\", queue = \"{queue}\" }}")
+            }
+        }
+    }
+}
+
+/// How long a graceful stop may take (the config's `shutdown_deadline`).
+pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
+
+/// The config file: one route `chaos` from `source` to `downstream`.
+pub fn config(source: &Source, downstream: &str, admin: &str) -> String {
+    format!(
+        r#"shutdown_deadline = "{}s"
+
+[admin]
+listen = "{admin}"
+
+[store]
+path = "store"
+
+[routes.chaos]
+{}
+handler.http = {{ url = "{downstream}/effects" }}
+handler_timeout = "5s"
+retry = {{ max_attempts = 5, initial_backoff = "50ms", max_backoff = "1s" }}
+breaker = {{ min_calls = 20, failure_ratio = 0.5, window = "5s", cool_down = "1s" }}
+"#,
+        SHUTDOWN_DEADLINE.as_secs(),
+        source.toml()
+    )
+}
+
+/// A free loopback port.
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// The worker process, started again after each stop.
+pub struct Worker {
+    bin: PathBuf,
+    config: PathBuf,
+    admin: String,
+    log: PathBuf,
+    child: Option<Child>,
+    /// Starts so far.
+    pub starts: u32,
+}
+
+impl Worker {
+    /// A worker that runs `bin` on `config`, logging into `dir`.
+    pub fn new(bin: &Path, config: &Path, admin: &str, dir: &Path) -> Self {
+        Self {
+            bin: bin.to_owned(),
+            config: config.to_owned(),
+            admin: admin.to_owned(),
+            log: dir.join("worker.log"),
+            child: None,
+            starts: 0,
+        }
+    }
+
+    /// Starts it and waits until `/readyz` answers 200.
+    pub async fn start(&mut self) -> anyhow::Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)?;
+        let child = Command::new(&self.bin)
+            .arg("run")
+            .arg("--config")
+            .arg(&self.config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", self.bin.display()))?;
+        self.child = Some(child);
+        self.starts += 1;
+        let url = format!("http://{}/readyz", self.admin);
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Some(status) = self.try_wait()? {
+                bail!("worker exited with {status}; log: {}", self.log.display());
+            }
+            if let Ok(r) = client.get(&url).send().await {
+                if r.status().is_success() {
+                    return Ok(());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        bail!("worker not ready within 60s; log: {}", self.log.display())
+    }
+
+    fn try_wait(&mut self) -> anyhow::Result<Option<ExitStatus>> {
+        match &mut self.child {
+            Some(child) => Ok(child.try_wait()?),
+            None => Ok(None),
+        }
+    }
+
+    /// SIGKILL, and reap it.
+    pub fn kill(&mut self) -> anyhow::Result<()> {
+        if let Some(mut child) = self.child.take() {
+            child.kill()?;
+            child.wait()?;
+        }
+        Ok(())
+    }
+
+    /// SIGTERM; waits at most `limit` for the exit: its status and how long it took
+    /// (`None` when it outlived `limit` and was killed).
+    pub async fn terminate(
+        &mut self,
+        limit: Duration,
+    ) -> anyhow::Result<Option<(ExitStatus, Duration)>> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(None);
+        };
+        let sent = Instant::now();
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()?;
+        while sent.elapsed() < limit {
+            if let Some(status) = child.try_wait()? {
+                return Ok(Some((status, sent.elapsed())));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        child.kill()?;
+        child.wait()?;
+        Ok(None)
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.kill();
+    }
+}
