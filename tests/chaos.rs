@@ -57,15 +57,11 @@ fn rabbitmq_sigterm() {
 }
 
 #[test]
-#[ignore = "Seawall bug: under load a downstream outage dead-letters messages as `exhausted` \
-            before the breaker opens (2,000 msgs: 38–53 good ones per run); see docs/chaos.md"]
 fn kafka_downstream_outage() {
     chaos("kafka", "downstream-outage");
 }
 
 #[test]
-#[ignore = "Seawall bug: under load a downstream outage dead-letters messages as `exhausted` \
-            before the breaker opens (2,000 msgs: 38–53 good ones per run); see docs/chaos.md"]
 fn rabbitmq_downstream_outage() {
     chaos("rabbitmq", "downstream-outage");
 }
