@@ -11,6 +11,9 @@
 //!
 //! Run: `eval "$(scripts/brokers.sh)"; cargo bench --bench dlq_replay`
 
+#[path = "common/deliveries.rs"]
+mod deliveries;
+
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -114,22 +117,10 @@ async fn produce(to: &str, source: &str, dead_letter: bool) -> Duration {
                 .expect("queue"),
         );
         if pending.len() == 1_000 {
-            for delivery in pending.drain(..) {
-                delivery
-                    .await
-                    .expect("delivery")
-                    .map_err(|(e, _)| e)
-                    .expect("produced");
-            }
+            deliveries::await_all(&mut pending).await;
         }
     }
-    for delivery in pending {
-        delivery
-            .await
-            .expect("delivery")
-            .map_err(|(e, _)| e)
-            .expect("produced");
-    }
+    deliveries::await_all(&mut pending).await;
     started.elapsed()
 }
 

@@ -8,6 +8,9 @@
 //!
 //! Run: `eval "$(scripts/brokers.sh)"; cargo bench --bench kafka`
 
+#[path = "common/deliveries.rs"]
+mod deliveries;
+
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -63,22 +66,10 @@ async fn fill(topic: &str, partitions: i32, count: u32, keys: u32, batch: u32) {
                 .expect("queue"),
         );
         if pending.len() == 10_000 {
-            for delivery in pending.drain(..) {
-                delivery
-                    .await
-                    .expect("delivery")
-                    .map_err(|(e, _)| e)
-                    .expect("produced");
-            }
+            deliveries::await_all(&mut pending).await;
         }
     }
-    for delivery in pending {
-        delivery
-            .await
-            .expect("delivery")
-            .map_err(|(e, _)| e)
-            .expect("produced");
-    }
+    deliveries::await_all(&mut pending).await;
 }
 
 fn plain(topic: &str, count: u32) -> Duration {
