@@ -291,6 +291,37 @@ async fn a_failing_dead_letter_sink_holds_the_key_and_loses_nothing() {
 }
 
 #[tokio::test]
+async fn a_dead_letter_too_large_for_its_route_goes_without_content_and_the_key_moves_on() {
+    let recorder = Recorder::new(|_, payload, _| match payload.len() {
+        0..=9 => Ok(()),
+        _ => Err(HandlerError::permanent("poison")),
+    });
+    let harness = start(quick_config(), recorder.clone());
+    harness.letters.refuse_payloads_over(9);
+    let big = Message::new("x".repeat(20))
+        .with_key("k")
+        .with_header("h", "v");
+    harness.publish(big).await;
+    harness.publish(keyed("k", 1)).await;
+    let (stats, harness) = harness.finish().await;
+    let letters = harness.letters.letters();
+    assert_eq!(letters.len(), 1);
+    let letter = &letters[0];
+    assert!(letter.message.payload().is_empty());
+    assert!(letter.message.headers().get("h").is_none());
+    let omitted = letter.message.headers().get(header::OMITTED).unwrap();
+    let omitted = String::from_utf8_lossy(omitted);
+    assert!(
+        omitted.contains("payload (20 bytes) and 1 headers"),
+        "{omitted}"
+    );
+    let info = DeadLetterInfo::from_headers(&letter.headers()).unwrap();
+    assert_eq!(info.kind, DeadLetterKind::Permanent);
+    assert_eq!(recorder.for_key("k").len(), 2, "the key moved on");
+    assert_eq!(stats.dead_lettered, 1);
+}
+
+#[tokio::test]
 async fn a_dead_lettered_message_redelivered_is_not_dead_lettered_twice_but_a_replay_runs() {
     let recorder = Recorder::new(|_, _, attempt| match attempt {
         1 => Err(HandlerError::permanent("poison")),

@@ -2,54 +2,15 @@
 //! to the source only after the flush of their group.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::config::DurabilityConfig;
-use crate::retry::Backoff;
+use super::store_health::{store_backoff, StoreHealth};
 use crate::source::Ack;
-use crate::store::{IdempotencyStore, StoreError};
-
-/// Whether the store is accepting writes. The pipeline stops pulling while it is not.
-#[derive(Clone)]
-pub(crate) struct StoreHealth {
-    tx: Arc<watch::Sender<bool>>,
-}
-
-impl StoreHealth {
-    pub(crate) fn new() -> Self {
-        Self {
-            tx: Arc::new(watch::channel(true).0),
-        }
-    }
-
-    pub(crate) fn subscribe(&self) -> watch::Receiver<bool> {
-        self.tx.subscribe()
-    }
-
-    pub(crate) fn report(&self, result: Result<(), &StoreError>) {
-        let healthy = result.is_ok();
-        if let Err(err) = result {
-            tracing::error!(error = %err, "store write failed: pausing intake until it recovers");
-        }
-        self.tx.send_if_modified(|current| {
-            let changed = *current != healthy;
-            *current = healthy;
-            if changed && healthy {
-                tracing::info!("store writable again: resuming intake");
-            }
-            changed
-        });
-    }
-}
-
-/// A store-failure backoff: short at first, at most a few seconds apart.
-pub(crate) fn store_backoff() -> Backoff {
-    Backoff::new(Duration::from_millis(50), Duration::from_secs(5), 2.0)
-}
+use crate::store::IdempotencyStore;
 
 /// Hands completions to the flusher task.
 #[derive(Clone)]
@@ -136,17 +97,20 @@ impl<S: IdempotencyStore> Flusher<S> {
             };
             match result {
                 Ok(Ok(())) => {
-                    self.health.report(Ok(()));
+                    self.health.writable();
                     return true;
                 }
-                Ok(Err(err)) => self.health.report(Err(&err)),
+                Ok(Err(err)) => self.health.failed(&err),
                 Err(join) => tracing::error!(error = %join, "store flush task failed"),
             }
             if *self.hard_stop.borrow() {
                 return false;
             }
+            let mut health = self.health.subscribe();
             tokio::select! {
                 _ = tokio::time::sleep(backoff.next_delay()) => {}
+                // The probe brought the store back: flush at once.
+                _ = health.wait_for(|writable| *writable) => {}
                 changed = self.hard_stop.changed() => {
                     if changed.is_err() {
                         return false; // The pipeline is gone.

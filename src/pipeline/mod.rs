@@ -6,6 +6,7 @@ mod decision;
 mod durability;
 mod runner;
 mod stats;
+mod store_health;
 mod sweeper;
 mod worker;
 
@@ -19,9 +20,10 @@ pub use config::{
 };
 pub use stats::StatsSnapshot;
 
-use self::durability::{spawn_flusher, StoreHealth};
+use self::durability::spawn_flusher;
 use self::runner::Runner;
 use self::stats::Stats;
+use self::store_health::{spawn_prober, StoreHealth};
 use self::worker::Shared;
 use crate::breaker::{BreakerState, CircuitBreaker};
 use crate::dead_letter::DeadLetterSink;
@@ -132,6 +134,7 @@ impl<Src: Source, H: Handler, S: IdempotencyStore, D: DeadLetterSink>
             stats: Arc::new(Stats::default()),
             breaker: CircuitBreaker::new(self.config.breaker.clone()),
             store: Arc::clone(&store) as Arc<dyn IdempotencyStore>,
+            store_health: StoreHealth::new(),
         };
         Ok(Pipeline {
             source: self.source,
@@ -179,7 +182,8 @@ impl<Src: Source, H: Handler, S: IdempotencyStore, D: DeadLetterSink> Pipeline<S
             config,
             handle,
         } = self;
-        let health = StoreHealth::new();
+        let health = handle.store_health.clone();
+        let prober = spawn_prober(Arc::clone(&store), health.clone());
         let (hard_stop, hard_stop_rx) = watch::channel(false);
         let (durability, flusher) = spawn_flusher(
             Arc::clone(&store),
@@ -222,6 +226,8 @@ impl<Src: Source, H: Handler, S: IdempotencyStore, D: DeadLetterSink> Pipeline<S
             hard_stop.send_replace(true);
             let _ = flusher.await;
         }
+        // Kept until now: a store that failed must recover for the last flush to succeed.
+        prober.abort();
         source.close().await;
         result.map(|()| handle.stats())
     }
@@ -234,6 +240,7 @@ pub struct PipelineHandle {
     stats: Arc<Stats>,
     breaker: Arc<CircuitBreaker>,
     store: Arc<dyn IdempotencyStore>,
+    store_health: StoreHealth,
 }
 
 impl PipelineHandle {
@@ -256,6 +263,18 @@ impl PipelineHandle {
     /// Watches the circuit breaker's state.
     pub fn breaker_changes(&self) -> watch::Receiver<BreakerState> {
         self.breaker.subscribe()
+    }
+
+    /// Whether the idempotency store takes durable writes. While it does not (a full or
+    /// read-only disk), the pipeline is paused: it takes no messages, starts no handler
+    /// call and completes nothing, and it resumes by itself once a probe succeeds.
+    pub fn store_writable(&self) -> bool {
+        self.store_health.is_writable()
+    }
+
+    /// Watches [`store_writable`](Self::store_writable).
+    pub fn store_writable_changes(&self) -> watch::Receiver<bool> {
+        self.store_health.subscribe()
     }
 
     /// Bytes the idempotency store takes on disk, when it can tell.

@@ -11,8 +11,9 @@ use tokio::time::Instant;
 use super::attempt::{self, Failure};
 use super::config::PipelineConfig;
 use super::decision::{self, Admission, AfterFailure, DeadLetterOrder, Decision, Next};
-use super::durability::{store_backoff, Durability, StoreHealth};
+use super::durability::Durability;
 use super::stats::{bump, Stats};
+use super::store_health::StoreHealth;
 use crate::breaker::{BreakerState, CallResult, CircuitBreaker, Permit};
 use crate::dead_letter::{header, DeadLetter, DeadLetterInfo, DeadLetterKind, DeadLetterSink};
 use crate::handler::Handler;
@@ -21,9 +22,9 @@ use crate::message::Message;
 use crate::rate_limit::RateLimiter;
 use crate::retry::Backoff;
 use crate::source::{Ack, Delivery};
-use crate::store::{
-    AttemptRecord, IdempotencyStore, KeyState, ParkRecord, SettledOutcome, StoreError,
-};
+use crate::store::{AttemptRecord, IdempotencyStore, KeyState, ParkRecord, SettledOutcome};
+
+mod store_ops;
 
 /// Everything the workers of one pipeline share.
 pub(crate) struct Shared<H, S, D> {
@@ -158,6 +159,9 @@ impl<H: Handler, S: IdempotencyStore, D: DeadLetterSink> Worker<'_, H, S, D> {
         loop {
             self.rate_limit(&mut budget).await?;
             let permit = self.permit(&mut budget).await?;
+            // A handler call whose outcome the store cannot record would run again after
+            // a restart: none starts while the store cannot write.
+            self.store_writable().await?;
             budget.attempt += 1;
             tracing::Span::current().record("attempt", budget.attempt);
             if let Some(key) = &self.tracked {
@@ -325,42 +329,25 @@ impl<H: Handler, S: IdempotencyStore, D: DeadLetterSink> Worker<'_, H, S, D> {
         }
     }
 
-    /// Sends until the sink confirms; while it fails, this key does not advance.
+    /// Sends until the sink confirms; while it fails, this key does not advance. A letter
+    /// too large for the route goes without its payload and headers (retrying the same
+    /// bytes could never succeed, and the key would stall behind it for good).
     async fn send_dead_letter(&self, letter: &DeadLetter) -> Option<()> {
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10), 2.0);
+        let mut trimmed = None;
         loop {
-            match self.shared.sink.send(letter).await {
+            let sending = trimmed.as_ref().unwrap_or(letter);
+            match self.shared.sink.send(sending).await {
                 Ok(()) => return Some(()),
+                Err(err) if err.is_too_large() && trimmed.is_none() => {
+                    tracing::warn!(error = %err, "dead letter too large for its route; sending it without payload and headers");
+                    trimmed = Some(letter.without_content());
+                    continue;
+                }
                 Err(err) => tracing::warn!(error = %err, "dead-letter write failed; retrying"),
             }
             self.until_stopping(tokio::time::sleep(backoff.next_delay()))
                 .await?;
-        }
-    }
-
-    /// Runs a store operation, retrying while the store fails (intake is paused then).
-    async fn store_op<T>(&self, op: impl Fn(&S) -> Result<T, StoreError>) -> Option<T> {
-        match op(&self.shared.store) {
-            Ok(value) => Some(value),
-            Err(err) => {
-                self.shared.health.report(Err(&err));
-                Box::pin(self.store_retry(op)).await
-            }
-        }
-    }
-
-    async fn store_retry<T>(&self, op: impl Fn(&S) -> Result<T, StoreError>) -> Option<T> {
-        let mut backoff = store_backoff();
-        loop {
-            self.until_stopping(tokio::time::sleep(backoff.next_delay()))
-                .await?;
-            match op(&self.shared.store) {
-                Ok(value) => {
-                    self.shared.health.report(Ok(()));
-                    return Some(value);
-                }
-                Err(err) => self.shared.health.report(Err(&err)),
-            }
         }
     }
 

@@ -68,6 +68,11 @@ impl KeyFilter {
             .all(|(word, mask)| self.bits[word].load(Ordering::Relaxed) & mask != 0)
     }
 
+    /// Whether every key held at open has been inserted.
+    pub(crate) fn is_complete(&self) -> bool {
+        self.complete.load(Ordering::Acquire)
+    }
+
     /// Declares that every key held at open has been inserted.
     pub(crate) fn mark_complete(&self) {
         self.complete.store(true, Ordering::Release);

@@ -14,7 +14,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, RwLock};
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -30,19 +30,37 @@ const CLEAR: u8 = 0;
 
 #[derive(Default)]
 struct Slots {
-    by_key: HashMap<Bytes, u64>,
+    /// Each key inside a handler: its slot and when its attempt started.
+    by_key: HashMap<Bytes, (u64, SystemTime)>,
     free: Vec<u64>,
     next: u64,
 }
 
 /// A file of fixed-size slots, one per message inside a handler.
 pub(crate) struct InflightJournal {
-    file: File,
+    /// `None` between [`close`](Self::close) and a successful [`reopen`](Self::reopen).
+    file: RwLock<Option<File>>,
     slots: Mutex<Slots>,
 }
 
 fn io(err: std::io::Error) -> StoreError {
-    StoreError::new(StoreErrorKind::Io, err)
+    StoreError::from_io(err)
+}
+
+fn closed() -> StoreError {
+    StoreError::new(
+        StoreErrorKind::Unavailable,
+        "the in-flight journal is closed until the store reopens",
+    )
+}
+
+fn open_file(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
 }
 
 /// The form of a key the journal and the sled store use: the key itself, or for keys
@@ -66,18 +84,12 @@ impl InflightJournal {
     /// when its attempt started) and clearing them.
     pub(crate) fn open(path: &Path) -> Result<(Self, Vec<(Bytes, SystemTime)>), StoreError> {
         let open_err = |e: std::io::Error| StoreError::new(StoreErrorKind::Open, e).at(path);
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .map_err(open_err)?;
+        let mut file = open_file(path).map_err(open_err)?;
         let mut contents = Vec::new();
         file.read_to_end(&mut contents).map_err(open_err)?;
         let left_behind = contents.chunks(SLOT).filter_map(decode_slot).collect();
         let journal = Self {
-            file,
+            file: RwLock::new(Some(file)),
             slots: Mutex::new(Slots::default()),
         };
         Ok((journal, left_behind))
@@ -85,9 +97,36 @@ impl InflightJournal {
 
     /// Clears the journal once what it held is recorded elsewhere.
     pub(crate) fn reset(&self) -> Result<(), StoreError> {
-        self.file.set_len(0).map_err(io)?;
+        self.with_file(|file| file.set_len(0))?;
         *self.lock() = Slots::default();
         Ok(())
+    }
+
+    /// Closes the file, so a disk that failed can be unmounted; entries fail until
+    /// [`reopen`](Self::reopen).
+    pub(crate) fn close(&self) {
+        *self.file.write().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// Opens the journal at `path` again while this process runs: what the file holds is
+    /// replaced by the entries of the messages inside a handler now.
+    pub(crate) fn reopen(&self, path: &Path) -> Result<(), StoreError> {
+        // The slots stay locked until the new file is in place, so no entry made or
+        // cleared meanwhile is missed.
+        let slots = self.lock();
+        let file = open_file(path).map_err(io)?;
+        file.set_len(0).map_err(io)?;
+        for (key, (slot, at)) in &slots.by_key {
+            write_entry(&file, key, *slot, *at).map_err(io)?;
+        }
+        *self.file.write().unwrap_or_else(|p| p.into_inner()) = Some(file);
+        Ok(())
+    }
+
+    fn with_file(&self, op: impl FnOnce(&File) -> std::io::Result<()>) -> Result<(), StoreError> {
+        // A poisoned lock holds a file or none, both consistent.
+        let file = self.file.read().unwrap_or_else(|p| p.into_inner());
+        op(file.as_ref().ok_or_else(closed)?).map_err(io)
     }
 
     fn lock(&self) -> MutexGuard<'_, Slots> {
@@ -110,36 +149,45 @@ impl InflightJournal {
                     slots.next - 1
                 }
             };
-            slots.by_key.insert(Bytes::copy_from_slice(key), slot);
+            slots
+                .by_key
+                .insert(Bytes::copy_from_slice(key), (slot, now));
             slot
         };
-        // Built on the stack: this runs before every handler call.
-        let mut entry = [0u8; SLOT];
-        entry[0] = SET;
-        entry[1..9].copy_from_slice(&millis(now).to_be_bytes());
-        entry[9..HEADER].copy_from_slice(&(key.len() as u16).to_be_bytes());
-        entry[HEADER..HEADER + key.len()].copy_from_slice(key);
-        self.file
-            .write_all_at(&entry[..HEADER + key.len()], slot * SLOT as u64)
-            .map_err(io)
+        // Written outside the lock: this runs before every handler call.
+        let written = self.with_file(|file| write_entry(file, key, slot, now));
+        if written.is_err() {
+            // Not entered after all, so a retry writes the entry again.
+            let mut slots = self.lock();
+            slots.by_key.remove(key);
+            slots.free.push(slot);
+        }
+        written
     }
 
     /// Marks `key` as no longer inside a handler.
     pub(crate) fn leave(&self, key: &[u8]) -> Result<(), StoreError> {
-        let Some(slot) = self.lock().by_key.remove(key) else {
+        let Some(&(slot, _)) = self.lock().by_key.get(key) else {
             return Ok(());
         };
-        let result = self
-            .file
-            .write_all_at(&[CLEAR], slot * SLOT as u64)
-            .map_err(io);
-        // A slot whose clear failed stays out of use: reusing it could not make it worse,
-        // but keeping it set would report a crash that did not happen.
-        if result.is_ok() {
-            self.lock().free.push(slot);
-        }
-        result
+        // Until its clear is written the key stays entered, so a retry clears it.
+        self.with_file(|file| file.write_all_at(&[CLEAR], slot * SLOT as u64))?;
+        let mut slots = self.lock();
+        slots.by_key.remove(key);
+        slots.free.push(slot);
+        Ok(())
     }
+}
+
+/// Writes the entry of `key` into `slot`.
+fn write_entry(file: &File, key: &[u8], slot: u64, at: SystemTime) -> std::io::Result<()> {
+    // Built on the stack: this runs before every handler call.
+    let mut entry = [0u8; SLOT];
+    entry[0] = SET;
+    entry[1..9].copy_from_slice(&millis(at).to_be_bytes());
+    entry[9..HEADER].copy_from_slice(&(key.len() as u16).to_be_bytes());
+    entry[HEADER..HEADER + key.len()].copy_from_slice(key);
+    file.write_all_at(&entry[..HEADER + key.len()], slot * SLOT as u64)
 }
 
 fn decode_slot(slot: &[u8]) -> Option<(Bytes, SystemTime)> {

@@ -62,7 +62,7 @@ impl MemoryStore {
         let tables = self.lock();
         if tables.failing {
             return Err(StoreError::new(
-                StoreErrorKind::Io,
+                StoreErrorKind::Unavailable,
                 "memory store set to fail",
             ));
         }

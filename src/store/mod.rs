@@ -7,7 +7,8 @@ mod error;
 mod filter;
 mod journal;
 mod memory;
-mod record;
+pub(crate) mod record;
+mod sled_open;
 mod sled_store;
 
 use std::time::SystemTime;
@@ -74,6 +75,14 @@ pub trait IdempotencyStore: Send + Sync + 'static {
     /// Makes every write so far durable. May block.
     fn flush(&self) -> Result<(), StoreError>;
 
+    /// Called while the store is failing, with backoff: succeeds only once a durable
+    /// write works again, doing whatever the store needs to get there (the sled store
+    /// reopens its database). Writes accepted before the failure are kept. May block.
+    /// The default probes with [`flush`](IdempotencyStore::flush).
+    fn recover(&self) -> Result<(), StoreError> {
+        self.flush()
+    }
+
     /// Whether [`flush`](IdempotencyStore::flush) blocks on I/O, so the pipeline must call
     /// it from a blocking thread (default true).
     fn flush_blocks(&self) -> bool {
@@ -128,6 +137,9 @@ impl<S: IdempotencyStore + ?Sized> IdempotencyStore for std::sync::Arc<S> {
     }
     fn flush_blocks(&self) -> bool {
         (**self).flush_blocks()
+    }
+    fn recover(&self) -> Result<(), StoreError> {
+        (**self).recover()
     }
     fn stats(&self) -> Result<StoreStats, StoreError> {
         (**self).stats()

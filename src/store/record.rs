@@ -66,6 +66,22 @@ fn corrupt(what: &str, len: usize) -> StoreError {
     )
 }
 
+/// The last millisecond RFC 3339 can write (9999-12-31T23:59:59.999Z). The store writes
+/// the clock's time; a later one is corrupt data, and `seawall store parked` or a dead
+/// letter's headers could not show it.
+const LAST_TIME_MILLIS: u64 = 253_402_300_799_999;
+
+fn time_at(what: &str, bytes: &[u8], at: usize) -> Result<SystemTime, StoreError> {
+    let ms = u64_at(bytes, at);
+    if ms > LAST_TIME_MILLIS {
+        return Err(StoreError::new(
+            StoreErrorKind::Corrupt,
+            format!("{what} record holds a time past the year 9999 ({ms} ms)"),
+        ));
+    }
+    Ok(from_millis(ms))
+}
+
 fn u64_at(bytes: &[u8], at: usize) -> u64 {
     let mut buf = [0u8; 8];
     buf.copy_from_slice(&bytes[at..at + 8]);
@@ -110,19 +126,22 @@ impl Record {
 
     pub(crate) fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
         let settled = |outcome| {
-            Record::Settled(Settled {
+            Ok(Record::Settled(Settled {
                 outcome,
-                at: from_millis(u64_at(bytes, 1)),
-            })
+                at: time_at("idempotency", bytes, 1)?,
+            }))
         };
         match (bytes.first(), bytes.len()) {
-            (Some(b'p'), 9) => Ok(settled(SettledOutcome::Processed)),
-            (Some(b'd'), 9) => Ok(settled(SettledOutcome::DeadLettered)),
+            (Some(b'p'), 9) => settled(SettledOutcome::Processed),
+            (Some(b'd'), 9) => settled(SettledOutcome::DeadLettered),
             (Some(b'c'), 13) => {
-                let first = u64_at(bytes, 5);
+                let first = match u64_at(bytes, 5) {
+                    0 => None,
+                    _ => Some(time_at("crash", bytes, 5)?),
+                };
                 Ok(Record::Crashed(AttemptRecord {
                     crashes: u32_at(bytes, 1),
-                    first_started_at: (first != 0).then(|| from_millis(first)),
+                    first_started_at: first,
                 }))
             }
             _ => Err(corrupt("idempotency", bytes.len())),
@@ -178,7 +197,7 @@ impl ParkRecord {
             return Err(corrupt("park", bytes.len()));
         }
         Ok(Self {
-            since: from_millis(u64_at(bytes, 0)),
+            since: time_at("park", bytes, 0)?,
             blocked_by: String::from_utf8_lossy(&bytes[8..]).into_owned(),
         })
     }
@@ -219,5 +238,26 @@ mod tests {
         assert!(Record::decode(&[b'c'; 3]).is_err());
         assert!(Record::decode(&[]).is_err());
         assert!(ParkRecord::decode(&[0; 7]).is_err());
+    }
+
+    /// Found by the `store_record` fuzz target (its first input): a park record whose time
+    /// is past the year 9999 made `seawall store parked` panic printing it, and a crash
+    /// record's made dead-lettering panic. Such a time is corrupt data.
+    #[test]
+    fn times_past_the_year_9999_are_corrupt() {
+        let park = ParkRecord::decode(b"d\x00\x00\x01\x8b\xcf\xe5\x69\xc8").unwrap_err();
+        assert_eq!(park.kind(), StoreErrorKind::Corrupt);
+        assert!(park.to_string().contains("9999"), "{park}");
+        let mut crash = vec![b'c', 0, 0, 0, 1];
+        crash.extend_from_slice(&u64::MAX.to_be_bytes());
+        assert_eq!(
+            Record::decode(&crash).unwrap_err().kind(),
+            StoreErrorKind::Corrupt
+        );
+        let mut settled = vec![b'p'];
+        settled.extend_from_slice(&(LAST_TIME_MILLIS + 1).to_be_bytes());
+        assert!(Record::decode(&settled).is_err());
+        settled[1..].copy_from_slice(&LAST_TIME_MILLIS.to_be_bytes());
+        assert!(Record::decode(&settled).is_ok());
     }
 }

@@ -1,18 +1,25 @@
 //! The embedded default store, on sled, with an in-flight journal beside it.
+//!
+//! After a failed write the store reopens itself on [`IdempotencyStore::recover`]: see
+//! [`sled_open`](super::sled_open) for why sled needs that.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::thread::JoinHandle;
 use std::time::SystemTime;
 
 use bytes::Bytes;
+use sled::IVec;
 
 use super::error::{StoreError, StoreErrorKind};
 use super::filter::KeyFilter;
 use super::journal::{journal_key, InflightJournal};
 use super::record::{KeyState, ParkRecord, Record, Settled, SettledOutcome};
+use super::sled_open::{sled_error, TreeName, Trees, Unflushed};
 use super::{IdempotencyStore, StoreStats};
+
+mod reopen;
 
 const JOURNAL_FILE: &str = "inflight.journal";
 
@@ -21,9 +28,14 @@ const JOURNAL_FILE: &str = "inflight.journal";
 ///
 /// One process at a time may open a directory (sled holds a file lock).
 pub struct SledStore {
-    db: sled::Db,
-    records: sled::Tree,
-    parked: sled::Tree,
+    /// `None` while the store reopens after a failed write.
+    trees: RwLock<Option<Trees>>,
+    /// Set by a failed read or write: sled fails every later write until reopened.
+    broken: AtomicBool,
+    /// Writes a reopened database must get again.
+    unflushed: Unflushed,
+    /// One reopen at a time.
+    reopening: Mutex<()>,
     /// How many keys are parked, so the check every message makes is free while none is.
     /// Exact because sled lets one process at a time open the directory.
     parked_count: AtomicUsize,
@@ -31,7 +43,7 @@ pub struct SledStore {
     /// Keys with a record, so a lookup of a new key skips the tree.
     filter: Arc<KeyFilter>,
     /// Fills the filter with the keys held at open, in the background.
-    loader: Option<FilterLoader>,
+    loader: Mutex<Option<FilterLoader>>,
     path: Option<PathBuf>,
 }
 
@@ -40,14 +52,18 @@ struct FilterLoader {
     thread: JoinHandle<()>,
 }
 
+impl FilterLoader {
+    fn stop(self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = self.thread.join();
+    }
+}
+
 impl Drop for SledStore {
     fn drop(&mut self) {
         // The loader holds the tree, and so sled's lock on the directory: it must be gone
         // before the store counts as closed, or reopening the directory would fail.
-        if let Some(loader) = self.loader.take() {
-            loader.stop.store(true, Ordering::SeqCst);
-            let _ = loader.thread.join();
-        }
+        self.stop_loader();
     }
 }
 
@@ -59,11 +75,17 @@ impl std::fmt::Debug for SledStore {
     }
 }
 
-fn io(err: sled::Error) -> StoreError {
-    match err {
-        sled::Error::Corruption { .. } => StoreError::new(StoreErrorKind::Corrupt, err),
-        other => StoreError::new(StoreErrorKind::Io, other),
-    }
+/// Locks `mutex`; what the store guards with mutexes is replaced whole, so a poisoned
+/// lock holds a consistent value.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn reopening() -> StoreError {
+    StoreError::new(
+        StoreErrorKind::Unavailable,
+        "the store is closed until it reopens after a failed write",
+    )
 }
 
 impl SledStore {
@@ -74,14 +96,10 @@ impl SledStore {
     /// database in it is corrupt.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         let path = path.as_ref();
-        let open_err = |e| StoreError::new(StoreErrorKind::Open, e).at(path);
-        let db = sled::Config::new()
-            .path(path)
-            .flush_every_ms(Some(500))
-            .open()
-            .map_err(open_err)?;
+        let trees =
+            Trees::open(path).map_err(|e| StoreError::new(StoreErrorKind::Open, e).at(path))?;
         let (journal, left_behind) = InflightJournal::open(&path.join(JOURNAL_FILE))?;
-        let mut store = Self::from_db(db, Some(path.to_path_buf()))?;
+        let mut store = Self::from_trees(trees, Some(path.to_path_buf()));
         store.record_crashes(&left_behind)?;
         journal.reset().map_err(|e| e.at(path))?;
         store.journal = Some(journal);
@@ -91,12 +109,15 @@ impl SledStore {
 
     /// Puts every key held at open into the filter on a background thread, so a large
     /// store opens at once; until it is done, every lookup reads the tree.
-    fn start_filter_loader(&mut self) {
-        if self.records.is_empty() {
-            self.filter.mark_complete();
-            return;
-        }
-        let (records, filter) = (self.records.clone(), Arc::clone(&self.filter));
+    fn start_filter_loader(&self) {
+        let records = match &*self.read_trees() {
+            Some(trees) if !trees.records.is_empty() => trees.records.clone(),
+            _ => {
+                self.filter.mark_complete();
+                return;
+            }
+        };
+        let filter = Arc::clone(&self.filter);
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = Arc::clone(&stop);
         let spawned = std::thread::Builder::new()
@@ -117,46 +138,40 @@ impl SledStore {
                 filter.mark_complete();
             });
         match spawned {
-            Ok(thread) => self.loader = Some(FilterLoader { stop, thread }),
+            Ok(thread) => *lock(&self.loader) = Some(FilterLoader { stop, thread }),
             Err(err) => {
                 tracing::warn!(error = %err, "no thread for the key filter: every lookup reads the store")
             }
         }
     }
 
+    fn stop_loader(&self) {
+        if let Some(loader) = lock(&self.loader).take() {
+            loader.stop();
+        }
+    }
+
     /// A store in a temporary directory that is removed when the store is dropped. It
-    /// keeps no journal, since nothing of it outlives the process.
+    /// keeps no journal, since nothing of it outlives the process, and cannot reopen.
     pub fn temporary() -> Result<Self, StoreError> {
-        let db = sled::Config::new()
-            .temporary(true)
-            .open()
-            .map_err(|e| StoreError::new(StoreErrorKind::Open, e))?;
-        let store = Self::from_db(db, None)?;
+        let trees = Trees::temporary().map_err(|e| StoreError::new(StoreErrorKind::Open, e))?;
+        let store = Self::from_trees(trees, None);
         store.filter.mark_complete(); // A temporary store starts empty.
         Ok(store)
     }
 
-    fn from_db(db: sled::Db, path: Option<PathBuf>) -> Result<Self, StoreError> {
-        let tree = |name: &str| {
-            db.open_tree(name).map_err(|e| {
-                let err = StoreError::new(StoreErrorKind::Open, e);
-                match &path {
-                    Some(p) => err.at(p),
-                    None => err,
-                }
-            })
-        };
-        let parked = tree("parked")?;
-        Ok(Self {
-            records: tree("records")?,
-            parked_count: AtomicUsize::new(parked.len()),
-            parked,
-            db,
+    fn from_trees(trees: Trees, path: Option<PathBuf>) -> Self {
+        Self {
+            parked_count: AtomicUsize::new(trees.parked.len()),
+            trees: RwLock::new(Some(trees)),
+            broken: AtomicBool::new(false),
+            unflushed: Unflushed::default(),
+            reopening: Mutex::new(()),
             journal: None,
             filter: Arc::new(KeyFilter::new()),
-            loader: None,
+            loader: Mutex::new(None),
             path,
-        })
+        }
     }
 
     fn record_crashes(&mut self, left_behind: &[(Bytes, SystemTime)]) -> Result<(), StoreError> {
@@ -164,9 +179,7 @@ impl SledStore {
             let previous = self.record(key)?;
             if let Some(record) = Record::crashed_again(previous, *started) {
                 self.filter.insert(key);
-                self.records
-                    .insert(&key[..], record.encode())
-                    .map_err(|e| self.tag(io(e)))?;
+                self.write(TreeName::Records, key, Some(record.encode().into()))?;
                 tracing::warn!(key = %String::from_utf8_lossy(key), "the previous run died while handling this message");
             }
         }
@@ -188,8 +201,59 @@ impl SledStore {
         }
     }
 
+    fn read_trees(&self) -> std::sync::RwLockReadGuard<'_, Option<Trees>> {
+        // Replaced whole under the write lock: a poisoned lock holds a consistent value.
+        self.trees.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `op` on the open trees; a failure marks the store for a reopen.
+    fn with<T>(&self, op: impl FnOnce(&Trees) -> sled::Result<T>) -> Result<T, StoreError> {
+        let trees = self.read_trees();
+        let trees = trees.as_ref().ok_or_else(|| self.tag(reopening()))?;
+        op(trees).map_err(|e| self.failed(sled_error(e)))
+    }
+
+    /// Notes a failure: unless it is a corrupt record, the store reopens before its next
+    /// write can succeed.
+    fn failed(&self, err: StoreError) -> StoreError {
+        if err.kind() != StoreErrorKind::Corrupt {
+            self.broken.store(true, Ordering::SeqCst);
+        }
+        self.tag(err)
+    }
+
+    /// Writes (or with `None` removes) `key` in `tree`, noting it for a reopen. Returns
+    /// whether the key was there before.
+    fn write(&self, tree: TreeName, key: &[u8], value: Option<IVec>) -> Result<bool, StoreError> {
+        // The note is made under the same read lock as the write, so a reopen, which
+        // takes the write lock, sees every write the old database accepted.
+        let trees = self.read_trees();
+        let trees = trees.as_ref().ok_or_else(|| self.tag(reopening()))?;
+        let target = match tree {
+            TreeName::Records => &trees.records,
+            TreeName::Parked => &trees.parked,
+        };
+        let previous = match &value {
+            Some(value) => target.insert(key, value.clone()),
+            None => target.remove(key),
+        }
+        .map_err(|e| self.failed(sled_error(e)))?;
+        self.unflushed.note(tree, key, value);
+        Ok(previous.is_some())
+    }
+
+    fn journal_op(
+        &self,
+        op: impl FnOnce(&InflightJournal) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        match &self.journal {
+            Some(journal) => op(journal).map_err(|e| self.failed(e)),
+            None => Ok(()),
+        }
+    }
+
     fn record(&self, key: &[u8]) -> Result<Option<Record>, StoreError> {
-        match self.records.get(key).map_err(|e| self.tag(io(e)))? {
+        match self.with(|t| t.records.get(key))? {
             Some(bytes) => Record::decode(&bytes).map(Some).map_err(|e| self.tag(e)),
             None => Ok(None),
         }
@@ -207,19 +271,11 @@ impl IdempotencyStore for SledStore {
     }
 
     fn begin_attempt(&self, key: &[u8], now: SystemTime) -> Result<(), StoreError> {
-        match &self.journal {
-            Some(journal) => journal
-                .enter(&journal_key(key), now)
-                .map_err(|e| self.tag(e)),
-            None => Ok(()),
-        }
+        self.journal_op(|journal| journal.enter(&journal_key(key), now))
     }
 
     fn end_attempt(&self, key: &[u8]) -> Result<(), StoreError> {
-        match &self.journal {
-            Some(journal) => journal.leave(&journal_key(key)).map_err(|e| self.tag(e)),
-            None => Ok(()),
-        }
+        self.journal_op(|journal| journal.leave(&journal_key(key)))
     }
 
     fn settle(
@@ -231,18 +287,13 @@ impl IdempotencyStore for SledStore {
         let key = journal_key(key);
         let record = Record::Settled(Settled { outcome, at: now });
         self.filter.insert(&key);
-        self.records
-            .insert(&key[..], record.encode())
-            .map_err(|e| self.tag(io(e)))?;
+        self.write(TreeName::Records, &key, Some(record.encode().into()))?;
         self.end_attempt(&key)
     }
 
     fn park(&self, ordering_key: &[u8], record: &ParkRecord) -> Result<(), StoreError> {
-        let previous = self
-            .parked
-            .insert(ordering_key, record.encode())
-            .map_err(|e| self.tag(io(e)))?;
-        if previous.is_none() {
+        let existed = self.write(TreeName::Parked, ordering_key, Some(record.encode().into()))?;
+        if !existed {
             self.parked_count.fetch_add(1, Ordering::SeqCst);
         }
         Ok(())
@@ -252,7 +303,7 @@ impl IdempotencyStore for SledStore {
         if self.parked_count.load(Ordering::SeqCst) == 0 {
             return Ok(None);
         }
-        match self.parked.get(ordering_key).map_err(|e| self.tag(io(e)))? {
+        match self.with(|t| t.parked.get(ordering_key))? {
             Some(bytes) => ParkRecord::decode(&bytes)
                 .map(Some)
                 .map_err(|e| self.tag(e)),
@@ -261,63 +312,75 @@ impl IdempotencyStore for SledStore {
     }
 
     fn parked_keys(&self) -> Result<Vec<(Bytes, ParkRecord)>, StoreError> {
-        self.parked
-            .iter()
-            .map(|entry| {
-                let (key, value) = entry.map_err(io)?;
-                Ok((Bytes::copy_from_slice(&key), ParkRecord::decode(&value)?))
-            })
+        let entries = self.with(|t| t.parked.iter().collect::<sled::Result<Vec<_>>>())?;
+        entries
+            .into_iter()
+            .map(|(key, value)| Ok((Bytes::copy_from_slice(&key), ParkRecord::decode(&value)?)))
             .collect::<Result<_, StoreError>>()
             .map_err(|e| self.tag(e))
     }
 
     fn release(&self, ordering_key: &[u8]) -> Result<bool, StoreError> {
-        let removed = self
-            .parked
-            .remove(ordering_key)
-            .map_err(|e| self.tag(io(e)))?;
-        if removed.is_some() {
+        let removed = self.write(TreeName::Parked, ordering_key, None)?;
+        if removed {
             self.parked_count.fetch_sub(1, Ordering::SeqCst);
-        }
-        Ok(removed.is_some())
-    }
-
-    fn sweep(&self, older_than: SystemTime) -> Result<u64, StoreError> {
-        let mut removed = 0;
-        for entry in self.records.iter() {
-            let (key, value) = entry.map_err(|e| self.tag(io(e)))?;
-            // An undecodable record is swept too: it can never match again.
-            let expired =
-                Record::decode(&value).map_or(true, |r| r.at().is_none_or(|at| at < older_than));
-            if expired {
-                self.records.remove(&key).map_err(|e| self.tag(io(e)))?;
-                removed += 1;
-            }
         }
         Ok(removed)
     }
 
+    fn sweep(&self, older_than: SystemTime) -> Result<u64, StoreError> {
+        // Removals are not noted for a reopen: an expired record that comes back is
+        // ignored by lookups and swept again.
+        self.with(|t| {
+            let mut removed = 0;
+            for entry in t.records.iter() {
+                let (key, value) = entry?;
+                // An undecodable record is swept too: it can never match again.
+                let expired = Record::decode(&value)
+                    .map_or(true, |r| r.at().is_none_or(|at| at < older_than));
+                if expired {
+                    t.records.remove(&key)?;
+                    removed += 1;
+                }
+            }
+            Ok(removed)
+        })
+    }
+
     fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush().map_err(|e| self.tag(io(e)))?;
-        Ok(())
+        let covered = self.unflushed.take_all();
+        match self.with(|t| t.db.flush()) {
+            Ok(_) => Ok(()),
+            Err(err) => {
+                self.unflushed.put_back(covered);
+                Err(err)
+            }
+        }
+    }
+
+    fn recover(&self) -> Result<(), StoreError> {
+        self.recover_writes()
     }
 
     fn size_on_disk(&self) -> Option<u64> {
-        self.db.size_on_disk().ok()
+        // Read at every metrics scrape: a failure here is no reason to reopen.
+        let trees = self.read_trees();
+        trees.as_ref()?.db.size_on_disk().ok()
     }
 
     fn stats(&self) -> Result<StoreStats, StoreError> {
-        let mut stats = StoreStats {
-            parked: self.parked.len() as u64,
-            ..StoreStats::default()
-        };
-        for entry in self.records.iter() {
-            let (_, value) = entry.map_err(|e| self.tag(io(e)))?;
-            match Record::decode(&value) {
-                Ok(Record::Crashed(_)) => stats.crashed += 1,
-                _ => stats.settled += 1,
+        self.with(|t| {
+            let mut stats = StoreStats {
+                parked: t.parked.len() as u64,
+                ..StoreStats::default()
+            };
+            for value in t.records.iter().values() {
+                match Record::decode(&value?) {
+                    Ok(Record::Crashed(_)) => stats.crashed += 1,
+                    _ => stats.settled += 1,
+                }
             }
-        }
-        Ok(stats)
+            Ok(stats)
+        })
     }
 }

@@ -15,7 +15,7 @@ use crate::dead_letter::DeadLetterSink;
 use crate::error::Error;
 use crate::http::HttpHandler;
 use crate::kafka::{KafkaDeadLetters, KafkaForwarder, KafkaSource};
-use crate::pipeline::{Pipeline, StatsSnapshot};
+use crate::pipeline::{Pipeline, PipelineHandle, StatsSnapshot};
 use crate::rabbitmq::{RabbitDeadLetters, RabbitForwarder, RabbitSource};
 use crate::source::Source;
 use crate::store::SledStore;
@@ -134,21 +134,33 @@ async fn build_handler(spec: &RouteSpec, ctx: &RouteContext) -> Result<RouteHand
 /// Tells whether the source is connected now.
 type ConnectedProbe = Box<dyn Fn() -> bool + Send + Sync>;
 
-/// Keeps readiness in step with the source's connection: a route whose source lost its
-/// broker and is reconnecting is not ready.
-async fn watch_connection(metrics: RouteMetrics, connected: ConnectedProbe) {
+/// Keeps readiness in step with the source's connection and the store: a route whose
+/// source lost its broker and is reconnecting, or whose store cannot write (a full or
+/// read-only disk, the pipeline paused), is not ready.
+async fn watch_readiness(
+    metrics: RouteMetrics,
+    connected: Option<ConnectedProbe>,
+    pipeline: PipelineHandle,
+) {
     let mut marked_down = false;
     loop {
         tokio::time::sleep(Duration::from_millis(250)).await;
-        let up = connected();
-        match (metrics.state(), up) {
-            (RouteState::Running, false) => {
-                metrics.set_state(RouteState::Failed(
-                    "lost the broker connection; reconnecting".to_owned(),
-                ));
+        let down = if !connected.as_ref().is_none_or(|up| up()) {
+            Some("lost the broker connection; reconnecting")
+        } else if !pipeline.store_writable() {
+            Some("the idempotency store cannot write; paused until it can")
+        } else {
+            None
+        };
+        match (metrics.state(), down) {
+            (RouteState::Running, Some(why)) => {
+                metrics.set_state(RouteState::Failed(why.to_owned()));
                 marked_down = true;
             }
-            (RouteState::Failed(_), true) if marked_down => {
+            (RouteState::Failed(was), Some(why)) if marked_down && was != why => {
+                metrics.set_state(RouteState::Failed(why.to_owned()));
+            }
+            (RouteState::Failed(_), None) if marked_down => {
                 metrics.set_state(RouteState::Running);
                 marked_down = false;
             }
@@ -174,6 +186,7 @@ async fn run_pipeline<Src: Source, D: DeadLetterSink>(
         .config(spec.pipeline.clone())
         .build()?;
     let handle = pipeline.handle();
+    let readiness = handle.clone();
     ctx.metrics.attach(handle.clone());
     let sized = handle.clone();
     ctx.metrics
@@ -189,11 +202,9 @@ async fn run_pipeline<Src: Source, D: DeadLetterSink>(
             handle.shutdown();
         }
     });
-    let watcher = connected.map(|probe| tokio::spawn(watch_connection(ctx.metrics.clone(), probe)));
+    let watcher = tokio::spawn(watch_readiness(ctx.metrics.clone(), connected, readiness));
     let result = pipeline.run().await;
     stopper.abort();
-    if let Some(watcher) = watcher {
-        watcher.abort();
-    }
+    watcher.abort();
     result
 }

@@ -1,0 +1,141 @@
+//! The parts of the sled store that a failed write makes it reopen: the database with its
+//! trees, and the writes made since the last flush that succeeded.
+//!
+//! After an I/O error sled 0.34 keeps a sticky error and fails every later write, even
+//! once the disk takes writes again; only a fresh open clears it. A fresh open loses what
+//! the old database held in memory only, so the store keeps those writes
+//! ([`Unflushed`]) and gives them to the reopened database before it counts as durable.
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+use sled::IVec;
+
+use super::error::{StoreError, StoreErrorKind};
+
+/// The database and the trees the store uses.
+pub(super) struct Trees {
+    pub db: sled::Db,
+    pub records: sled::Tree,
+    pub parked: sled::Tree,
+}
+
+impl Trees {
+    /// Opens the database in directory `path`.
+    pub(super) fn open(path: &Path) -> sled::Result<Self> {
+        let db = sled::Config::new()
+            .path(path)
+            .flush_every_ms(Some(500))
+            .open()?;
+        Self::from_db(db)
+    }
+
+    /// A database in a temporary directory, removed when dropped.
+    pub(super) fn temporary() -> sled::Result<Self> {
+        Self::from_db(sled::Config::new().temporary(true).open()?)
+    }
+
+    fn from_db(db: sled::Db) -> sled::Result<Self> {
+        Ok(Self {
+            records: db.open_tree("records")?,
+            parked: db.open_tree("parked")?,
+            db,
+        })
+    }
+
+    fn tree(&self, name: TreeName) -> &sled::Tree {
+        match name {
+            TreeName::Records => &self.records,
+            TreeName::Parked => &self.parked,
+        }
+    }
+
+    /// Writes a marker and flushes: succeeds only if the disk takes writes now.
+    pub(super) fn probe(&self) -> sled::Result<()> {
+        let now = super::record::millis(std::time::SystemTime::now());
+        self.db
+            .insert(b"seawall.write-probe", &now.to_be_bytes()[..])?;
+        self.db.flush()?;
+        Ok(())
+    }
+}
+
+/// A sled failure as a store error: a full or read-only disk is
+/// [`StoreErrorKind::Unavailable`].
+pub(super) fn sled_error(err: sled::Error) -> StoreError {
+    match err {
+        sled::Error::Corruption { .. } => StoreError::new(StoreErrorKind::Corrupt, err),
+        sled::Error::Io(io) => StoreError::from_io(io),
+        other => StoreError::new(StoreErrorKind::Io, other),
+    }
+}
+
+/// Which tree a write went to.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum TreeName {
+    Records,
+    Parked,
+}
+
+/// One write to a tree.
+pub(super) struct Write {
+    tree: TreeName,
+    key: IVec,
+    /// `None` for a removal.
+    value: Option<IVec>,
+}
+
+/// The writes made since the last flush that succeeded, oldest first.
+///
+/// Bounded by what the pipeline lets run between two flushes: every completion waits
+/// for a flush, and intake stops while flushes fail.
+#[derive(Default)]
+pub(super) struct Unflushed {
+    writes: Mutex<Vec<Write>>,
+}
+
+impl Unflushed {
+    fn lock(&self) -> MutexGuard<'_, Vec<Write>> {
+        // Each update is one push or one swap: a poisoned lock holds a consistent list.
+        self.writes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Notes a write that the database accepted.
+    pub(super) fn note(&self, tree: TreeName, key: &[u8], value: Option<IVec>) {
+        self.lock().push(Write {
+            tree,
+            key: IVec::from(key),
+            value,
+        });
+    }
+
+    /// Takes every write noted so far: a flush starting now covers them.
+    pub(super) fn take_all(&self) -> Vec<Write> {
+        std::mem::take(&mut *self.lock())
+    }
+
+    /// Returns writes a failed flush did not make durable, ahead of the later ones.
+    pub(super) fn put_back(&self, mut earlier: Vec<Write>) {
+        let mut writes = self.lock();
+        earlier.append(&mut writes);
+        *writes = earlier;
+    }
+
+    /// Makes the noted writes again on `trees` (in order), keeping the notes.
+    pub(super) fn replay(&self, trees: &Trees) -> sled::Result<usize> {
+        let writes = self.lock();
+        for write in writes.iter() {
+            let tree = trees.tree(write.tree);
+            match &write.value {
+                Some(value) => tree.insert(&write.key, value.clone())?,
+                None => tree.remove(&write.key)?,
+            };
+        }
+        Ok(writes.len())
+    }
+
+    /// Forgets every note: what they recorded is durable.
+    pub(super) fn clear(&self) {
+        self.lock().clear();
+    }
+}
