@@ -130,6 +130,20 @@ fn no_contract() -> ContractViolation {
     }
 }
 
+/// The decoder's message, less its advice to call an apache-avro function: an operator
+/// raises the bound with `[contracts] max_allocation_bytes`.
+fn decoder_reason(err: &apache_avro::Error) -> String {
+    const LIBRARY_ADVICE: &str = "Change the limit using `apache_avro::util::max_allocation_bytes`";
+    let text = err.to_string();
+    match text.find(LIBRARY_ADVICE) {
+        Some(at) => format!(
+            "{} Raise [contracts] max_allocation_bytes if such values are expected.",
+            text[..at].trim_end()
+        ),
+        None => text,
+    }
+}
+
 fn decode_binary(contract: &Arc<Contract>, payload: &[u8]) -> Result<Decoded, ContractViolation> {
     let schema_name = || contract.full_name().to_string();
     // apache-avro recurses once per nesting level with no bound of its own; a datum of a
@@ -157,7 +171,7 @@ fn decode_binary(contract: &Arc<Contract>, payload: &[u8]) -> Result<Decoded, Co
         }),
         Ok(Err(err)) => Err(ContractViolation::NotAvro {
             schema: schema_name(),
-            reason: err.to_string(),
+            reason: decoder_reason(&err),
         }),
         Ok(Ok((_, input))) if !input.rest.is_empty() => Err(ContractViolation::Trailing {
             schema: schema_name(),

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 
@@ -57,6 +57,10 @@ pub mod header {
     /// one.
     pub const DEAD_LETTER_ID: &str = "seawall.dead-letter-id";
 
+    /// Set when the dead letter was too large for its route and was written without the
+    /// original payload and headers: says what was left out. Replay refuses such a copy.
+    pub const OMITTED: &str = "seawall.omitted";
+
     pub(crate) const FAILURE_HEADERS: [&str; 12] = [
         ERROR,
         ERROR_KIND,
@@ -82,6 +86,8 @@ pub(crate) fn is_failure_header(name: &str) -> bool {
 /// A fresh value for [`header::DEAD_LETTER_ID`]. The process part is drawn once, so two
 /// processes dead-lettering in the same millisecond do not collide; the counter keeps
 /// ids of one process apart within a millisecond.
+// Only the RabbitMQ sink names its dead letters.
+#[cfg_attr(not(feature = "rabbitmq"), allow(dead_code))]
 pub(crate) fn new_dead_letter_id() -> String {
     static PROCESS: OnceLock<u32> = OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -145,8 +151,26 @@ fn truncate(text: &str) -> &str {
     &text[..end]
 }
 
+/// The last millisecond RFC 3339 can write: its years have four digits.
+const LAST_RFC3339_MILLIS: u64 = 253_402_300_799_999;
+
+/// `at` as RFC 3339 to the millisecond. A time outside the years 1970-9999 (a clock set
+/// far wrong, a corrupt store record's crash time) is written as the nearest end of that
+/// range: humantime panics on such a time, and a dead letter must be written whatever
+/// its times say.
 fn rfc3339(at: SystemTime) -> String {
+    let at = at.clamp(SystemTime::UNIX_EPOCH, last_rfc3339());
     humantime::format_rfc3339_millis(at).to_string()
+}
+
+fn last_rfc3339() -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_millis(LAST_RFC3339_MILLIS)
+}
+
+/// Whether `at` can be shown as RFC 3339 (years 1970-9999), the form every time takes
+/// in a dead letter's headers and in the operator tooling's output.
+pub(crate) fn within_rfc3339(at: SystemTime) -> bool {
+    (SystemTime::UNIX_EPOCH..=last_rfc3339()).contains(&at)
 }
 
 impl DeadLetterInfo {
@@ -262,7 +286,6 @@ fn time(headers: &Headers, name: &'static str) -> Result<SystemTime, HeaderDecod
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     fn info() -> DeadLetterInfo {
         let at = SystemTime::UNIX_EPOCH + Duration::from_millis(1_763_000_000_250);
@@ -293,6 +316,24 @@ mod tests {
             Some(&b"00-abc"[..])
         );
         assert_eq!(DeadLetterInfo::from_headers(&headers).unwrap(), info());
+    }
+
+    /// Found by the `store_record` fuzz target: a corrupt crash record's first-start time
+    /// (u64::MAX milliseconds) made writing the dead letter's headers panic.
+    #[test]
+    fn times_outside_rfc3339_years_are_written_clamped() {
+        let mut far = info();
+        far.first_failed_at = SystemTime::UNIX_EPOCH + Duration::from_millis(u64::MAX);
+        far.failed_at = SystemTime::UNIX_EPOCH - Duration::from_secs(1);
+        let mut headers = Headers::new();
+        far.write_to(&mut headers);
+        let read = DeadLetterInfo::from_headers(&headers).unwrap();
+        assert_eq!(read.first_failed_at, last_rfc3339());
+        assert_eq!(read.failed_at, SystemTime::UNIX_EPOCH);
+        assert_eq!(
+            headers.get(header::FIRST_FAILED_AT).map(|v| &v[..]),
+            Some(&b"9999-12-31T23:59:59.999Z"[..])
+        );
     }
 
     #[test]

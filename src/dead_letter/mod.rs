@@ -12,6 +12,7 @@ use bytes::Bytes;
 use crate::handler::BoxError;
 use crate::message::{Headers, Message};
 
+pub(crate) use headers::within_rfc3339;
 pub use headers::{header, DeadLetterInfo, HeaderDecodeError};
 #[cfg(feature = "rabbitmq")]
 pub(crate) use headers::{is_failure_header, new_dead_letter_id};
@@ -93,6 +94,30 @@ impl DeadLetter {
         headers
     }
 
+    /// The same dead letter without the original payload and headers, and a
+    /// [`header::OMITTED`] header saying what was left out: for a message too large for
+    /// its dead-letter route. The failure headers still name the original's source and
+    /// position, where it can be read; replay refuses such a copy.
+    pub fn without_content(&self) -> DeadLetter {
+        let headers = self.message.headers();
+        let header_bytes: usize = headers.iter().map(|(n, v)| n.len() + v.len()).sum();
+        let note = format!(
+            "payload ({} bytes) and {} headers ({header_bytes} bytes) left out: too large for the dead-letter route; the original is at its source position",
+            self.message.payload().len(),
+            headers.len(),
+        );
+        let message = self
+            .message
+            .clone()
+            .with_payload(Bytes::new())
+            .with_headers(Headers::default())
+            .with_header(header::OMITTED, note);
+        DeadLetter {
+            message,
+            info: self.info.clone(),
+        }
+    }
+
     /// The key the dead-letter copy keeps (the original key), so a partitioned
     /// dead-letter topic keeps per-key order.
     pub fn key(&self) -> Option<&Bytes> {
@@ -106,14 +131,30 @@ impl DeadLetter {
 pub struct SinkError {
     #[source]
     source: BoxError,
+    too_large: bool,
 }
 
 impl SinkError {
-    /// Wraps the cause.
+    /// Wraps the cause; the pipeline retries the write.
     pub fn new(source: impl Into<BoxError>) -> Self {
         Self {
             source: source.into(),
+            too_large: false,
         }
+    }
+
+    /// The dead letter is larger than the route (client or broker) accepts: retrying the
+    /// same bytes cannot succeed, so the pipeline sends [`DeadLetter::without_content`].
+    pub fn too_large(source: impl Into<BoxError>) -> Self {
+        Self {
+            source: source.into(),
+            too_large: true,
+        }
+    }
+
+    /// Whether the write was refused for its size.
+    pub fn is_too_large(&self) -> bool {
+        self.too_large
     }
 }
 

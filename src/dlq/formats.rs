@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 
 use super::record::{DlqFailure, DlqFormat, UNKNOWN_KIND};
-use crate::dead_letter::{header, DeadLetterKind};
+use crate::dead_letter::{header, within_rfc3339, DeadLetterKind};
 use crate::message::Headers;
 
 const SPRING_PREFIX: &str = "kafka_dlt-";
@@ -212,9 +212,13 @@ fn decimal<T: FromStr>(value: &[u8]) -> Option<T> {
     text.parse().ok()
 }
 
+/// A time the tooling can show (RFC 3339, years 1970-9999), else none: the header is
+/// whatever the writer put there.
 fn from_millis(millis: i64) -> Option<SystemTime> {
     let millis = u64::try_from(millis).ok()?;
-    SystemTime::UNIX_EPOCH.checked_add(Duration::from_millis(millis))
+    SystemTime::UNIX_EPOCH
+        .checked_add(Duration::from_millis(millis))
+        .filter(|at| within_rfc3339(*at))
 }
 
 #[cfg(test)]
@@ -239,6 +243,9 @@ mod tests {
         assert_eq!(binary.original_offset, Some(1 << 40));
         let at = SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
         assert_eq!(binary.original_timestamp, Some(at));
+        // A timestamp past the year 9999 is no timestamp (`seawall dlq show` renders it).
+        let far = spring(&headers(&[(spring::TIMESTAMP, &i64::MAX.to_be_bytes())]));
+        assert_eq!(far.original_timestamp, None);
         let text = spring(&headers(&[
             (spring::PARTITION, b"12"),
             (spring::OFFSET, b"123456"),

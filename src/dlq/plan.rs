@@ -38,6 +38,9 @@ pub enum Refusal {
         /// The limit.
         max: u32,
     },
+    /// It was written without the original payload and headers (too large for its
+    /// dead-letter route); sending it would send an empty message.
+    ContentOmitted,
     /// An earlier dead letter of the same key was refused: sending this one first would
     /// break the key's order.
     BehindRefused {
@@ -50,6 +53,9 @@ impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Refusal::NoDestination => f.write_str("does not name its original topic or queue"),
+            Refusal::ContentOmitted => f.write_str(
+                "kept without its payload and headers (too large for the dead-letter route); the original is at the source position its headers name",
+            ),
             Refusal::ReplayedTooOften { count, max } => write!(
                 f,
                 "replayed {count} times already (limit {max}; --force replays it anyway)"
@@ -143,6 +149,9 @@ pub fn plan_replay(
 }
 
 fn replay_of(record: &DlqRecord, options: &PlanOptions) -> Result<Replay, Refusal> {
+    if record.headers.get(header::OMITTED).is_some() {
+        return Err(Refusal::ContentOmitted);
+    }
     let count = record.failure.replay_count;
     if count >= options.max_replays && !options.force {
         return Err(Refusal::ReplayedTooOften {
@@ -245,5 +254,22 @@ mod tests {
             .map(|r| r.message.headers().get(header::RELEASE_PARK).is_some())
             .collect();
         assert_eq!(marks, [true, false]);
+    }
+
+    #[test]
+    fn a_dead_letter_kept_without_content_is_refused_even_forced() {
+        let mut omitted = record("d/0/0", "a", 1, 0);
+        omitted
+            .headers
+            .push(header::OMITTED, "payload (2097152 bytes) left out");
+        let records = [omitted, record("d/0/1", "a", 2, 0)];
+        let (_dir, ledger) = ledger(&[]);
+        let forced = PlanOptions {
+            force: true,
+            ..PlanOptions::default()
+        };
+        let plan = plan_replay(&records, &ledger, &forced);
+        assert!(plan.sends.is_empty());
+        assert_eq!(plan.refused[0].1, Refusal::ContentOmitted);
     }
 }

@@ -8,7 +8,7 @@ use bytes::Bytes;
 
 use super::fingerprint::fingerprint;
 use super::formats;
-use crate::dead_letter::header;
+use crate::dead_letter::{header, within_rfc3339};
 use crate::message::{Headers, Message};
 
 /// The header Seawall's default idempotency rule reads first.
@@ -167,9 +167,13 @@ impl DlqRecord {
     /// Fills [`DlqFailure::failed_at`] from the dead-letter record's own broker timestamp
     /// when the headers carried no failure time (Spring Kafka and Kafka Connect write
     /// none; the record was produced when the message was dead-lettered). A time from the
-    /// headers is kept.
+    /// headers is kept, and so is no time at all rather than one the tooling cannot show
+    /// (before 1970 or after 9999): a producer sets a Kafka record's timestamp to what it
+    /// likes.
     pub fn with_broker_timestamp(mut self, at: SystemTime) -> Self {
-        self.failure.failed_at.get_or_insert(at);
+        if within_rfc3339(at) {
+            self.failure.failed_at.get_or_insert(at);
+        }
         self
     }
 
@@ -299,6 +303,18 @@ mod tests {
         record.failure.failed_at = Some(earlier);
         let record = record.with_broker_timestamp(at);
         assert_eq!(record.failure.failed_at, Some(earlier));
+    }
+
+    /// Found by the `headers` fuzz target: a dead letter whose broker timestamp lies past
+    /// the year 9999 made `seawall dlq list` panic rendering it.
+    #[test]
+    fn broker_timestamps_rfc3339_cannot_show_are_ignored() {
+        let far = SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(71_776_123_356_184_575);
+        let record = DlqRecord::parse("x", None, "", spring_headers()).with_broker_timestamp(far);
+        assert_eq!(record.failure.failed_at, None);
+        let early = SystemTime::UNIX_EPOCH - std::time::Duration::from_secs(1);
+        let record = record.with_broker_timestamp(early);
+        assert_eq!(record.failure.failed_at, None);
     }
 
     #[test]

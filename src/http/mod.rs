@@ -17,7 +17,7 @@
 //! response dead-letters it with the status and the start of the body. See
 //! `docs/http.md` for the settings, the headers sent and TLS.
 
-mod classify;
+pub(crate) mod classify;
 mod config;
 mod error;
 mod handler;

@@ -9,6 +9,10 @@ use serde::Deserialize;
 
 use crate::error::ConfigError;
 
+/// The producers' `message.max.bytes` unless configured: librdkafka's default
+/// `receive.message.max.bytes`, the largest record a consumer takes in.
+const PRODUCER_MAX_MESSAGE_BYTES: &str = "100000000";
+
 /// librdkafka properties passed through as they are (TLS, SASL, tuning). Values of
 /// properties that hold secrets never appear in `Debug` output or errors.
 #[derive(Clone, Default, PartialEq, Eq, Deserialize)]
@@ -209,6 +213,13 @@ impl KafkaConfig {
             .set("bootstrap.servers", &self.brokers)
             .set("enable.idempotence", "true")
             .set("acks", "all");
+        // A dead letter or a replay is a record the consumer received, which can be up to
+        // librdkafka's `receive.message.max.bytes` (100 MB); the producer's 1 MB default
+        // would refuse larger ones in the client. The broker may still refuse (its own
+        // size limit); the pipeline then keeps the dead letter without its content.
+        if !self.properties.0.contains_key("message.max.bytes") {
+            config.set("message.max.bytes", PRODUCER_MAX_MESSAGE_BYTES);
+        }
         config
     }
 }

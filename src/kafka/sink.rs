@@ -131,9 +131,16 @@ impl DeadLetterSink for KafkaDeadLetters {
         }
         match self.producer.send(record, Duration::from_secs(30)).await {
             Ok(_) => Ok(()),
-            Err((err, _)) => Err(SinkError::new(format!(
-                "producing to dead-letter topic `{topic}`: {err}"
-            ))),
+            Err((err, _)) => {
+                let text = format!("producing to dead-letter topic `{topic}`: {err}");
+                let too_large =
+                    err.rdkafka_error_code() == Some(RDKafkaErrorCode::MessageSizeTooLarge);
+                Err(if too_large {
+                    SinkError::too_large(text)
+                } else {
+                    SinkError::new(text)
+                })
+            }
         }
     }
 }

@@ -11,7 +11,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::ops::Range;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -307,7 +307,9 @@ impl RabbitDeadLetterQueue {
             record = record.with_message_id(message_id.to_owned());
         }
         if let Some(seconds) = properties.timestamp() {
-            record = record.with_broker_timestamp(UNIX_EPOCH + Duration::from_secs(*seconds));
+            if let Some(at) = broker_time(*seconds) {
+                record = record.with_broker_timestamp(at);
+            }
         }
         self.records.push(record);
         self.held.insert(id, Held { acker, properties });
@@ -337,9 +339,26 @@ fn record_id(
     }
 }
 
+/// An AMQP `timestamp` (seconds, set by the publisher) as a time; none when it overflows
+/// the clock (adding it would panic).
+fn broker_time(seconds: u64) -> Option<SystemTime> {
+    UNIX_EPOCH.checked_add(Duration::from_secs(seconds))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Same class as the `headers` fuzz target's finding: a publisher's timestamp of 2^64-1
+    /// seconds made reading the dead-letter queue panic.
+    #[test]
+    fn out_of_range_timestamps_are_no_time() {
+        assert_eq!(broker_time(u64::MAX), None);
+        assert_eq!(
+            broker_time(1_700_000_000),
+            Some(UNIX_EPOCH + Duration::from_secs(1_700_000_000))
+        );
+    }
 
     #[test]
     fn ids_prefer_the_dead_letter_id_then_the_message_id_then_the_position() {

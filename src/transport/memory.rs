@@ -182,6 +182,7 @@ impl Source for MemorySource {
 struct SinkState {
     letters: Vec<DeadLetter>,
     fail_next: u32,
+    max_payload_bytes: Option<usize>,
 }
 
 /// A dead-letter sink that keeps letters in memory.
@@ -219,6 +220,12 @@ impl MemoryDeadLetters {
     pub fn fail_next(&self, count: u32) {
         self.lock().fail_next = count;
     }
+
+    /// Refuses letters whose payload is over `bytes` as too large, as a dead-letter topic
+    /// with a smaller size limit than the source's would.
+    pub fn refuse_payloads_over(&self, bytes: usize) {
+        self.lock().max_payload_bytes = Some(bytes);
+    }
 }
 
 impl DeadLetterSink for MemoryDeadLetters {
@@ -227,6 +234,12 @@ impl DeadLetterSink for MemoryDeadLetters {
         if state.fail_next > 0 {
             state.fail_next -= 1;
             return Err(SinkError::new("memory dead-letter sink set to fail"));
+        }
+        let size = letter.message.payload().len();
+        if state.max_payload_bytes.is_some_and(|max| size > max) {
+            return Err(SinkError::too_large(format!(
+                "a {size}-byte payload is over the memory dead-letter sink's limit"
+            )));
         }
         state.letters.push(letter.clone());
         Ok(())
