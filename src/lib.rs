@@ -38,6 +38,8 @@ pub mod contract;
 mod dead_letter;
 pub mod dlq;
 mod error;
+#[cfg(fuzzing)]
+pub mod fuzzing;
 mod handler;
 #[cfg(feature = "http")]
 pub mod http;
