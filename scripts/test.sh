@@ -8,7 +8,9 @@ cd "$(dirname "$0")/.."
 env_file="$(mktemp)"
 trap 'rm -f "$env_file"' EXIT
 scripts/brokers.sh >"$env_file"
+# PostgreSQL 16 for the Kafka broker-restart chaos run (tansu's storage needs it).
+scripts/postgres16.sh >>"$env_file"
 . "$env_file"
-export AMQP_URL="${AMQP_URL:?}" KAFKA_BROKERS="${KAFKA_BROKERS:?}"
+export AMQP_URL="${AMQP_URL:?}" KAFKA_BROKERS="${KAFKA_BROKERS:?}" CHAOS_POSTGRES_URL="${CHAOS_POSTGRES_URL:?}"
 echo "test.sh: brokers ready (AMQP_URL set, KAFKA_BROKERS=$KAFKA_BROKERS); running cargo test" >&2
 cargo test --all-features "$@"

@@ -13,11 +13,17 @@ use std::time::Instant;
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 fn chaos(broker: &str, scenario: &str) {
+    chaos_with(broker, scenario, &["--messages", "2000"]);
+}
+
+/// A run with its own message count and scenario options.
+fn chaos_with(broker: &str, scenario: &str, args: &[&str]) {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let started = Instant::now();
     let out = Command::new(env!("CARGO_BIN_EXE_seawall-chaos"))
         .args(["--broker", broker, "--scenario", scenario])
-        .args(["--messages", "2000", "--kills", "3", "--outage", "5s"])
+        .args(args)
+        .args(["--kills", "3", "--outage", "5s"])
         .args([
             "--deadline",
             "90s",
@@ -64,4 +70,49 @@ fn kafka_downstream_outage() {
 #[test]
 fn rabbitmq_downstream_outage() {
     chaos("rabbitmq", "downstream-outage");
+}
+
+// The store-fault runs mount the store's disk: they need root, and fail (never skip)
+// without it.
+
+#[test]
+fn rabbitmq_store_disk_full() {
+    chaos_with("rabbitmq", "store-fault", &["--store-fault", "disk-full"]);
+}
+
+#[test]
+fn rabbitmq_store_read_only() {
+    chaos_with("rabbitmq", "store-fault", &["--store-fault", "read-only"]);
+}
+
+#[test]
+fn kafka_store_disk_full() {
+    chaos_with("kafka", "store-fault", &["--store-fault", "disk-full"]);
+}
+
+/// Fault 5: a 200 ms downstream and a backlog six times the route's `max_buffered`.
+const SLOW: &[&str] = &["--messages", "6000", "--max-buffered", "1000"];
+
+#[test]
+fn kafka_slow_downstream() {
+    chaos_with("kafka", "slow-downstream", SLOW);
+}
+
+#[test]
+fn rabbitmq_slow_downstream() {
+    chaos_with("rabbitmq", "slow-downstream", SLOW);
+}
+
+/// Fails intermittently against tansu 0.6 (1 of 4 bounded runs): its group coordinator
+/// gave a joining member a partition the partner had not yet revoked, so both consumed it
+/// for about 2 s (docs/chaos.md, "group-kill on tansu"). Run it with `--ignored`.
+#[test]
+#[ignore = "tansu 0.6 assigns a partition before its owner revoked it; run with --ignored"]
+fn kafka_group_kill() {
+    chaos("kafka", "group-kill");
+}
+
+#[test]
+fn rabbitmq_group_kill() {
+    chaos("rabbitmq", "group-kill");
 }

@@ -70,6 +70,11 @@ impl WorkerProc {
         panic!("worker not ready within {limit:?}:\n{}", self.log());
     }
 
+    /// The worker's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }

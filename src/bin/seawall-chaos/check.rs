@@ -77,7 +77,8 @@ pub fn check(seen: &Observed) -> Report {
         poison: produced.values().filter(|m| m.kind.poison()).count(),
         ..Report::default()
     };
-    let mut first: HashMap<String, Instant> = HashMap::new();
+    // When each key was first accepted, and whether by group-kill's partner.
+    let mut first: HashMap<String, (Instant, bool)> = HashMap::new();
     let mut last_seq: HashMap<String, u64> = HashMap::new();
     for call in seen.calls.iter().filter(|c| c.accepted()) {
         r.accepted_calls += 1;
@@ -95,15 +96,18 @@ pub fn check(seen: &Observed) -> Report {
         if m.kind.poison() {
             r.poison_accepted += 1;
         }
-        if let Some(at) = first.get(&m.id) {
-            let killed_between = seen.kills.iter().any(|k| *at <= *k && *k <= call.at);
+        if let Some(&(at, by_partner)) = first.get(&m.id) {
+            // The partner is never killed: a kill cannot explain repeating its effects.
+            let killed_between =
+                !by_partner && seen.kills.iter().any(|k| at <= *k && *k <= call.at);
             match killed_between {
                 true => r.repeats_after_kill += 1,
                 false => r.repeats_unexplained += 1,
             }
             continue;
         }
-        first.insert(m.id.clone(), call.at);
+        let by_partner = call.worker.as_deref() == Some(crate::group::PARTNER);
+        first.insert(m.id.clone(), (call.at, by_partner));
         let last = last_seq.entry(m.key.clone()).or_insert(0);
         if m.seq < *last {
             r.reordered += 1;

@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -19,6 +19,8 @@ pub struct Call {
     pub at: Instant,
     /// Its `Idempotency-Key` header.
     pub key: Option<String>,
+    /// Which worker made it: its `X-Chaos-Worker` header (set by group-kill's partner).
+    pub worker: Option<String>,
     /// The body.
     pub body: Bytes,
     /// What the downstream answered.
@@ -38,6 +40,8 @@ struct Ledger {
     accepted: HashSet<String>,
     refused: HashSet<String>,
     down: bool,
+    /// How long every call waits before it is answered (a slow downstream).
+    delay: Duration,
 }
 
 /// A running downstream.
@@ -66,6 +70,11 @@ impl Downstream {
     /// Answers 503 to everything while `down`.
     pub fn set_down(&self, down: bool) {
         self.lock().down = down;
+    }
+
+    /// Makes every later call wait `delay` before it is answered (and recorded).
+    pub fn set_delay(&self, delay: Duration) {
+        self.lock().delay = delay;
     }
 
     /// Distinct idempotency keys accepted, and distinct keys refused with a 4xx.
@@ -97,8 +106,16 @@ async fn receive(
     headers: HeaderMap,
     body: Bytes,
 ) -> StatusCode {
+    let delay = ledger.lock().unwrap_or_else(|p| p.into_inner()).delay;
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
     let key = headers
         .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let worker = headers
+        .get(crate::group::WORKER_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let mut ledger = ledger.lock().unwrap_or_else(|p| p.into_inner());
@@ -113,6 +130,7 @@ async fn receive(
     ledger.calls.push(Call {
         at: Instant::now(),
         key,
+        worker,
         body,
         status: status.as_u16(),
     });

@@ -2,10 +2,18 @@
 //! fault scenario and checks that nothing was lost, took effect twice, was reordered or
 //! corrupted. See docs/chaos.md.
 
+mod broker_restart;
 mod check;
 mod downstream;
+mod group;
+mod own_broker;
 mod produce;
+mod readiness;
+mod restart_log;
+mod restart_produce;
 mod scenario;
+mod slow;
+mod store_fault;
 mod worker;
 mod workload;
 
@@ -17,6 +25,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use clap::{Parser, ValueEnum};
 
+use broker_restart::OwnBroker;
 use downstream::Downstream;
 use scenario::{Faults, Goal, Scenario};
 use worker::{Source, Worker};
@@ -50,10 +59,28 @@ struct Cli {
     /// How long the downstream is down (downstream-outage).
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     outage: Duration,
+    /// How long a killed or stopped worker stays down before it is started again. On
+    /// tansu 0.6, a Kafka member that joins while the killed one is still in the group
+    /// (its session lasts 6 s) can be left with no partitions for good; 7s avoids that.
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    restart_delay: Duration,
     /// Most calls per second the downstream may see during the outage, after its
     /// first two seconds (the breaker's reaction time).
     #[arg(long, default_value_t = 20.0)]
     max_outage_rate: f64,
+    /// How the store's disk fails (store-fault); the outage lasts `--outage`.
+    #[arg(long, value_enum, default_value = "disk-full")]
+    store_fault: store_fault::StoreFault,
+    /// Broker restarts to inject (broker-restart).
+    #[arg(long, default_value_t = 2)]
+    restarts: usize,
+    /// How long the broker stays down at each restart (broker-restart).
+    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+    broker_down: Duration,
+    /// Messages per second the broker-restart producer sends, so the restarts fall
+    /// while it produces.
+    #[arg(long, default_value_t = 200.0)]
+    produce_rate: f64,
     /// Give up waiting for deliveries after this long.
     #[arg(long, default_value = "150s", value_parser = humantime::parse_duration)]
     deadline: Duration,
@@ -66,6 +93,8 @@ struct Cli {
     /// Count every repeated acceptance as a duplicate effect, also those after a SIGKILL.
     #[arg(long)]
     strict: bool,
+    #[command(flatten)]
+    slow: slow::SlowArgs,
 }
 
 fn seawall_bin(cli: &Cli) -> anyhow::Result<PathBuf> {
@@ -90,11 +119,16 @@ fn env_or(name: &str, default: &str) -> String {
         .unwrap_or_else(|| default.to_owned())
 }
 
-/// Creates the run's topic or queue.
-async fn source(broker: Broker, name: &str) -> anyhow::Result<Source> {
+/// Creates the run's topic or queue, on the broker at `own` (the run's own) if given.
+async fn source(
+    broker: Broker,
+    scenario: Scenario,
+    name: &str,
+    own: Option<String>,
+) -> anyhow::Result<Source> {
     Ok(match broker {
         Broker::Kafka => {
-            let brokers = env_or("KAFKA_BROKERS", "127.0.0.1:9092");
+            let brokers = own.unwrap_or_else(|| env_or("KAFKA_BROKERS", "127.0.0.1:9092"));
             produce::create_topic(&brokers, name, 4).await?;
             Source::Kafka {
                 brokers,
@@ -102,8 +136,12 @@ async fn source(broker: Broker, name: &str) -> anyhow::Result<Source> {
             }
         }
         Broker::Rabbitmq => {
-            let url = env_or("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f");
-            produce::declare_queue(&url, name).await?;
+            let url =
+                own.unwrap_or_else(|| env_or("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f"));
+            match scenario {
+                Scenario::GroupKill => group::declare_single_active_queue(&url, name).await?,
+                _ => produce::declare_queue(&url, name).await?,
+            }
             Source::Rabbit {
                 url,
                 queue: name.to_owned(),
@@ -164,27 +202,59 @@ async fn run(cli: &Cli) -> anyhow::Result<bool> {
     let dir = std::env::temp_dir().join(&run_id);
     std::fs::create_dir_all(&dir)?;
     let downstream = Downstream::start().await?;
-    let source = Arc::new(source(cli.broker, &run_id).await?);
+    let mut own = match cli.scenario {
+        Scenario::BrokerRestart => Some(OwnBroker::start(cli.broker, &run_id, &dir).await?),
+        _ => None,
+    };
+    let address = own.as_ref().map(OwnBroker::address);
+    let source = Arc::new(source(cli.broker, cli.scenario, &run_id, address).await?);
     let admin = format!("127.0.0.1:{}", worker::free_port()?);
     let config = dir.join("seawall.toml");
-    let text = worker::config(&source, &format!("http://{}", downstream.addr), &admin);
+    let url = format!("http://{}", downstream.addr);
+    let is_slow = cli.scenario == Scenario::SlowDownstream;
+    let mut text =
+        worker::config(&source, &url, &admin) + &slow::route_settings(&cli.slow, is_slow);
+    if own.is_some() {
+        text = broker_restart::tune_config(&text)?;
+    }
     std::fs::write(&config, text)?;
     let mut worker = Worker::new(&bin, &config, &admin, &dir);
+    let disk = (cli.scenario == Scenario::StoreFault)
+        .then(|| store_fault::Disk::mount(cli.store_fault, &dir.join("store")))
+        .transpose()?;
     worker.start().await?;
+    let partner = group::Partner::start_if(cli.scenario, &bin, &source, &url, &dir).await?;
     let started = Instant::now();
     let finished = Arc::new(AtomicBool::new(false));
-    let producer = spawn_producer(source.clone(), msgs.clone(), finished.clone());
-    let goal = goal(cli, &msgs, started);
-    let faults = scenario::drive(cli.scenario, &goal, &downstream, &mut worker, || {
-        finished.load(Ordering::SeqCst)
-    })
-    .await?;
-    producer.await??;
+    let watch = slow::Watch::start_if(
+        is_slow,
+        &cli.slow,
+        &worker,
+        &downstream,
+        &finished,
+        cli.messages,
+    )?;
+    let mut goal = goal(cli, &msgs, started);
+    goal.disk = disk;
+    let mut faults = match own.as_mut() {
+        Some(own) => {
+            let setup = broker_restart::Setup::new(cli, &goal, &downstream, &admin, &source, &msgs);
+            broker_restart::drive(setup, own).await?
+        }
+        None => {
+            let extras = (&source, &msgs, &finished);
+            drive(cli, &goal, &downstream, &mut worker, extras).await?
+        }
+    };
     let delivery_time = started.elapsed();
+    let slow_findings = watch.map(|w| w.finish(&worker, goal.good)).transpose()?;
     // Late repeats would show up now; then a graceful stop flushes everything.
     tokio::time::sleep(Duration::from_secs(2)).await;
+    broker_restart::before_stop(&mut faults, &admin).await;
     worker.terminate(Duration::from_secs(30)).await?;
+    let partner_end = group::Partner::stop_if(partner).await?;
     let letters = dead_letters(&bin, &config)?;
+    broker_restart::after_stop(&mut faults, &source, &msgs).await?;
     let calls = downstream.calls();
     let report = check::check(&check::Observed {
         msgs: &msgs,
@@ -200,10 +270,37 @@ async fn run(cli: &Cli) -> anyhow::Result<bool> {
         worker.starts
     );
     check::print(&report, !faults.kills.is_empty(), cli.strict);
-    let fault_ok = print_faults(cli, &faults, &calls);
+    let kafka = cli.broker == Broker::Kafka;
+    let mut fault_ok = print_faults(cli, &faults, &calls)
+        & slow_findings.is_none_or(|f| f.print(&cli.slow, kafka, worker.log_path()))
+        & partner_end.is_none_or(|p| p.print(kafka));
+    if cli.scenario == Scenario::StoreFault {
+        fault_ok &= faults.store_fault.print(cli.store_fault, &calls);
+    }
     let ok = verdict(cli, &report, &faults) && fault_ok;
+    drop(goal); // Unmounts the store-fault disk before its directory goes.
     clean_up(&source, &dir, ok).await?;
+    if let Some(own) = own.as_mut() {
+        own.shut_down(ok).await?;
+    }
     Ok(ok)
+}
+
+/// The other scenarios: the producer as fast as it can, the faults on the worker.
+async fn drive(
+    cli: &Cli,
+    goal: &Goal,
+    downstream: &Downstream,
+    worker: &mut Worker,
+    (source, msgs, finished): (&Arc<Source>, &Arc<Vec<Msg>>, &Arc<AtomicBool>),
+) -> anyhow::Result<Faults> {
+    let producer = spawn_producer(source.clone(), msgs.clone(), finished.clone());
+    let faults = scenario::drive(cli.scenario, goal, downstream, worker, || {
+        finished.load(Ordering::SeqCst)
+    })
+    .await?;
+    producer.await??;
+    Ok(faults)
 }
 
 /// Produces the workload in the background; sets `finished` when done.
@@ -229,7 +326,9 @@ fn goal(cli: &Cli, msgs: &[Msg], started: Instant) -> Goal {
         poison,
         faults: cli.kills,
         outage: cli.outage,
+        restart_delay: cli.restart_delay,
         deadline: started + cli.deadline,
+        disk: None,
     }
 }
 
@@ -264,6 +363,9 @@ fn print_faults(cli: &Cli, faults: &Faults, calls: &[downstream::Call]) -> bool 
             stop.took,
             if in_time { "" } else { " NOT IN TIME" }
         );
+    }
+    if let Some(record) = &faults.broker {
+        ok &= broker_restart::print(record, calls);
     }
     if let Some((start, end)) = faults.outage {
         let (mean, peak) = check::call_rate(calls, start, end);

@@ -51,14 +51,7 @@ pub async fn to_kafka(brokers: &str, topic: &str, msgs: &[Msg]) -> anyhow::Resul
         .context("Kafka producer")?;
     let mut pending: Vec<DeliveryFuture> = Vec::with_capacity(WINDOW);
     for msg in msgs {
-        let headers = OwnedHeaders::new().insert(Header {
-            key: "idempotency-key",
-            value: Some(msg.id.as_str()),
-        });
-        let record = FutureRecord::to(topic)
-            .key(&msg.key)
-            .payload(&msg.body)
-            .headers(headers);
+        let record = kafka_record(topic, msg);
         let delivery = producer.send_result(record).map_err(|(e, _)| e)?;
         pending.push(delivery);
         if pending.len() == WINDOW {
@@ -66,6 +59,18 @@ pub async fn to_kafka(brokers: &str, topic: &str, msgs: &[Msg]) -> anyhow::Resul
         }
     }
     settle_kafka(&mut pending).await
+}
+
+/// A workload message as a record: key = ordering key, header `idempotency-key` = id.
+pub fn kafka_record<'a>(topic: &'a str, msg: &'a Msg) -> FutureRecord<'a, String, Vec<u8>> {
+    let headers = OwnedHeaders::new().insert(Header {
+        key: "idempotency-key",
+        value: Some(msg.id.as_str()),
+    });
+    FutureRecord::to(topic)
+        .key(&msg.key)
+        .payload(&msg.body)
+        .headers(headers)
 }
 
 async fn settle_kafka(pending: &mut Vec<DeliveryFuture>) -> anyhow::Result<()> {

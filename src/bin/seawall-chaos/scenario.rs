@@ -15,6 +15,30 @@ pub enum Scenario {
     Sigterm,
     /// The downstream answers 503 for a while, then recovers.
     DownstreamOutage,
+    /// The store's disk turns full or read-only for a while (`--store-fault`), then
+    /// takes writes again.
+    StoreFault,
+    /// Every downstream call takes `--downstream-delay` while a backlog waits: memory
+    /// stays bounded, no rebalance or reconnect (see slow.rs).
+    SlowDownstream,
+    /// Two workers share the topic (or a single-active-consumer queue); one is SIGKILLed
+    /// K times and restarted, the other runs throughout (see group.rs).
+    GroupKill,
+    /// The broker (a RabbitMQ node or a tansu of the run's own) stopped and started
+    /// again K times mid-run; see broker_restart.rs.
+    BrokerRestart,
+}
+
+impl Scenario {
+    /// Whether its faults are SIGKILLs of the worker.
+    fn kills(self) -> bool {
+        matches!(self, Scenario::Sigkill | Scenario::GroupKill)
+    }
+
+    /// Whether it injects no counted faults (the run is complete without them).
+    fn needs_no_faults(self) -> bool {
+        matches!(self, Scenario::DownstreamOutage | Scenario::SlowDownstream)
+    }
 }
 
 /// What the run should see before it is complete.
@@ -29,6 +53,10 @@ pub struct Goal {
     pub outage: Duration,
     /// When to give up.
     pub deadline: Instant,
+    /// How long a killed or stopped worker stays down before it is started again.
+    pub restart_delay: Duration,
+    /// The store's disk, for the store-fault scenario.
+    pub disk: Option<crate::store_fault::Disk>,
 }
 
 /// One graceful stop.
@@ -46,7 +74,10 @@ pub struct Faults {
     pub stops: Vec<Stop>,
     pub outage: Option<(Instant, Instant)>,
     pub outage_over: bool,
+    pub store_fault: crate::store_fault::Record,
     pub complete: bool,
+    /// The broker-restart scenario's own record.
+    pub broker: Option<crate::broker_restart::Record>,
 }
 
 /// Runs `scenario` until the goal is met (and the producer `finished`) or the deadline.
@@ -65,7 +96,10 @@ pub async fn drive(
         let (accepted, refused) = downstream.progress();
         let injected = faults.kills.len() + faults.stops.len();
         if accepted >= goal.good && refused >= goal.poison && finished() {
-            faults.complete = injected >= goal.faults || scenario == Scenario::DownstreamOutage;
+            faults.complete = match scenario {
+                Scenario::StoreFault => faults.store_fault.ready_again.is_some(),
+                _ => injected >= goal.faults || scenario.needs_no_faults(),
+            };
             break;
         }
         if last_shown.elapsed() > Duration::from_secs(5) {
@@ -73,15 +107,23 @@ pub async fn drive(
             last_shown = Instant::now();
         }
         match scenario {
-            Scenario::Sigkill | Scenario::Sigterm
+            Scenario::Sigkill | Scenario::Sigterm | Scenario::GroupKill
                 if injected < goal.faults && accepted >= next_at =>
             {
                 tokio::time::sleep(Duration::from_millis(fastrand::u64(0..30))).await;
                 inject(scenario, worker, &mut faults).await?;
+                tokio::time::sleep(goal.restart_delay).await;
                 worker.start().await?;
-                next_at = downstream.progress().0 + rand_share(gap);
+                next_at = match scenario {
+                    // The partner keeps delivering while the killed worker restarts, so
+                    // a point relative to progress could fall past the end: the k-th
+                    // kill falls in the k-th slot of the run (at once if that is past).
+                    Scenario::GroupKill => slot_point(gap, faults.kills.len()),
+                    _ => downstream.progress().0 + rand_share(gap),
+                };
             }
             Scenario::DownstreamOutage => outage(goal, downstream, accepted, &mut faults),
+            Scenario::StoreFault => store_fault(goal, worker, accepted, &mut faults).await?,
             _ => {}
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -99,12 +141,17 @@ fn rand_share(gap: usize) -> usize {
     (gap * fastrand::usize(30..=100) / 100).max(1)
 }
 
+/// A random point in slot `slot` (of width `gap`) of the deliveries.
+fn slot_point(gap: usize, slot: usize) -> usize {
+    slot * gap + fastrand::usize(..gap.max(1))
+}
+
 async fn inject(
     scenario: Scenario,
     worker: &mut Worker,
     faults: &mut Faults,
 ) -> anyhow::Result<()> {
-    if scenario == Scenario::Sigkill {
+    if scenario.kills() {
         worker.kill()?;
         faults.kills.push(Instant::now());
         println!("  SIGKILL {}", faults.kills.len());
@@ -151,4 +198,41 @@ fn outage(goal: &Goal, downstream: &Downstream, accepted: usize, faults: &mut Fa
         }
         _ => {}
     }
+}
+
+/// Fails the store's disk once a fifth is delivered, repairs it after `goal.outage`, and
+/// watches `/readyz` throughout.
+async fn store_fault(
+    goal: &Goal,
+    worker: &Worker,
+    accepted: usize,
+    faults: &mut Faults,
+) -> anyhow::Result<()> {
+    let Some(disk) = &goal.disk else {
+        anyhow::bail!("the store-fault scenario needs --store-fault");
+    };
+    let record = &mut faults.store_fault;
+    let now = Instant::now();
+    match (record.injected, record.repaired) {
+        (None, _) if accepted >= goal.good / 5 => {
+            disk.inject()?;
+            record.injected = Some(now);
+            println!("  store's disk failed at {accepted} delivered");
+        }
+        (Some(injected), None) => {
+            if record.not_ready.is_none() && !worker.is_ready().await {
+                record.not_ready = Some(Instant::now());
+            }
+            if now >= injected + goal.outage {
+                disk.repair(Duration::from_secs(30)).await?;
+                record.repaired = Some(Instant::now());
+                println!("  store's disk repaired after {:?}", now - injected);
+            }
+        }
+        (Some(_), Some(_)) if record.ready_again.is_none() && worker.is_ready().await => {
+            record.ready_again = Some(Instant::now());
+        }
+        _ => {}
+    }
+    Ok(())
 }

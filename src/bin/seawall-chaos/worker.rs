@@ -121,6 +121,25 @@ impl Worker {
         bail!("worker not ready within 60s; log: {}", self.log.display())
     }
 
+    /// Whether `/readyz` answers 200 now.
+    pub async fn is_ready(&self) -> bool {
+        let url = format!("http://{}/readyz", self.admin);
+        match reqwest::get(&url).await {
+            Ok(r) => r.status().is_success(),
+            Err(_) => false,
+        }
+    }
+
+    /// The running process's id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// The log file every start appends to.
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
     fn try_wait(&mut self) -> anyhow::Result<Option<ExitStatus>> {
         match &mut self.child {
             Some(child) => Ok(child.try_wait()?),
