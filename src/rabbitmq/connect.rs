@@ -1,5 +1,7 @@
 //! Connections, channels and the topology Seawall declares.
 
+use std::time::Duration;
+
 use lapin::options::{
     BasicConsumeOptions, BasicQosOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
     QueueBindOptions, QueueDeclareOptions,
@@ -10,6 +12,9 @@ use lapin::{Channel, Connection, ConnectionProperties, Consumer, ExchangeKind};
 
 use super::config::{AmqpTls, AmqpUrl, RabbitConfig};
 use super::error::{RabbitError, RabbitErrorKind};
+
+/// How long opening a connection and its channel may take.
+const OPEN_WAIT: Duration = Duration::from_secs(30);
 
 /// A connection with one channel.
 pub(crate) struct Link {
@@ -38,18 +43,25 @@ impl Link {
         };
         let runtime = lapin::runtime::default_runtime()
             .map_err(|e| RabbitError::new(RabbitErrorKind::Connect, context(), e))?;
-        let connection =
-            Connection::connect_with_config(url.expose(), properties, tls_config, runtime)
-                .await
-                .map_err(|e| RabbitError::new(RabbitErrorKind::Connect, context(), e))?;
-        let channel = connection
-            .create_channel()
-            .await
-            .map_err(|e| RabbitError::new(RabbitErrorKind::Connect, context(), e))?;
-        Ok(Self {
-            connection,
-            channel,
-        })
+        let open = async {
+            let connection =
+                Connection::connect_with_config(url.expose(), properties, tls_config, runtime)
+                    .await?;
+            let channel = connection.create_channel().await?;
+            Ok::<_, lapin::Error>(Self {
+                connection,
+                channel,
+            })
+        };
+        // A broker that accepts the TCP connection but never finishes the handshake (one
+        // still booting, or stopping) would otherwise hold a reconnect loop forever.
+        match tokio::time::timeout(OPEN_WAIT, open).await {
+            Ok(link) => link.map_err(|e| RabbitError::new(RabbitErrorKind::Connect, context(), e)),
+            Err(_) => Err(RabbitError::detected(
+                RabbitErrorKind::Connect,
+                format!("{}: no answer within {OPEN_WAIT:?}", context()),
+            )),
+        }
     }
 
     /// Closes the channel and the connection, ignoring failures: the broker cleans up

@@ -27,6 +27,7 @@
 //! # Ok(()) }
 //! ```
 
+mod acks;
 mod config;
 mod connect;
 mod convert;

@@ -1,5 +1,7 @@
 //! The dead-letter exchange: publishes with confirms and keeps the original properties.
 
+use std::time::Duration;
+
 use lapin::options::BasicPublishOptions;
 use lapin::Confirmation;
 use tokio::sync::Mutex;
@@ -10,6 +12,10 @@ use super::convert::{properties_for, routing_key_for};
 use super::error::RabbitError;
 use crate::dead_letter::{header, new_dead_letter_id, DeadLetter, DeadLetterSink, SinkError};
 use crate::message::Headers;
+
+/// How long the broker may take to confirm a dead letter before the write counts as
+/// failed (and is retried on a fresh connection).
+const CONFIRM_WAIT: Duration = Duration::from_secs(30);
 
 /// Publishes dead letters to an exchange (by default a fanout `<queue>.dlq` bound to a
 /// durable `<queue>.dlq` queue), persistent, and returns only once the broker confirmed.
@@ -68,17 +74,28 @@ impl RabbitDeadLetters {
             mandatory: true,
             ..BasicPublishOptions::default()
         };
-        let confirm = channel
-            .basic_publish(
-                self.exchange.as_str().into(),
-                routing_key.as_str().into(),
-                options,
-                letter.message.payload(),
-                properties,
-            )
+        let publish = async {
+            channel
+                .basic_publish(
+                    self.exchange.as_str().into(),
+                    routing_key.as_str().into(),
+                    options,
+                    letter.message.payload(),
+                    properties,
+                )
+                .await?
+                .await
+        };
+        // A publish handed to a connection whose I/O loop has just ended is never
+        // confirmed nor failed by lapin; without a bound this key would wait for good.
+        let confirm = tokio::time::timeout(CONFIRM_WAIT, publish)
             .await
-            .map_err(SinkError::new)?
-            .await
+            .map_err(|_| {
+                SinkError::new(format!(
+                    "no confirm for the dead letter on exchange `{}` within {CONFIRM_WAIT:?}",
+                    self.exchange
+                ))
+            })?
             .map_err(SinkError::new)?;
         match confirm {
             Confirmation::Ack(None) => Ok(()),

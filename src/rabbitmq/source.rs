@@ -12,49 +12,18 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use futures::StreamExt;
-use lapin::options::BasicAckOptions;
 use lapin::Acker;
 use lapin::Consumer;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+use super::acks::{ack_loop, AckCommand, RabbitAck, ACK_WAIT};
 use super::config::RabbitConfig;
 use super::connect::{open_consumer, Link};
 use super::convert::to_message;
 use super::error::RabbitError;
 use crate::retry::Backoff;
-use crate::source::{Ack, Delivery, Settle, Source, SourceError};
-
-struct AckCommand {
-    generation: u64,
-    acker: Acker,
-}
-
-struct RabbitAck {
-    generation: u64,
-    acker: Acker,
-    acks: mpsc::Sender<AckCommand>,
-}
-
-impl Settle for RabbitAck {
-    fn complete(self: Box<Self>) {
-        let command = AckCommand {
-            generation: self.generation,
-            acker: self.acker,
-        };
-        // The queue holds more than the broker lets be unacknowledged, so it is full only
-        // if the ack task stalls; then ack from a task of its own rather than lose it.
-        if let Err(mpsc::error::TrySendError::Full(command)) = self.acks.try_send(command) {
-            tokio::spawn(async move {
-                let _ = command.acker.ack(BasicAckOptions::default()).await;
-            });
-        }
-    }
-
-    fn abandon(self: Box<Self>) {
-        // Left unacknowledged: the broker redelivers it when the channel closes.
-    }
-}
+use crate::source::{Ack, Delivery, Source, SourceError};
 
 /// Counts the connections a source lost (and re-established), for observing it.
 #[derive(Clone, Debug)]
@@ -102,7 +71,7 @@ impl RabbitSource {
         let (deliveries_tx, deliveries) = mpsc::channel(capacity);
         let (acks_tx, acks_rx) = mpsc::channel(capacity * 4 + 64);
         let (stop, stop_rx) = watch::channel(false);
-        let ack_task = tokio::spawn(ack_loop(acks_rx, Arc::clone(&generation)));
+        let ack_task = tokio::spawn(ack_loop(acks_rx, Arc::clone(&generation), ACK_WAIT));
         let driver = Driver {
             queue: Arc::from(config.queue.as_str()),
             tag,
@@ -162,20 +131,6 @@ impl Drop for RabbitSource {
     }
 }
 
-async fn ack_loop(mut commands: mpsc::Receiver<AckCommand>, current: Arc<AtomicU64>) {
-    while let Some(command) = commands.recv().await {
-        if command.generation != current.load(Ordering::SeqCst) || !command.acker.usable() {
-            tracing::debug!(
-                "dropping the ack of a delivery from a lost channel; the broker redelivers it"
-            );
-            continue;
-        }
-        if let Err(err) = command.acker.ack(BasicAckOptions::default()).await {
-            tracing::warn!(error = %err, "ack failed; the broker will redeliver the message");
-        }
-    }
-}
-
 struct Session {
     link: Link,
     consumer: Consumer,
@@ -192,7 +147,7 @@ struct Driver {
     tag: String,
     config: RabbitConfig,
     deliveries: mpsc::Sender<Delivery>,
-    acks: mpsc::Sender<AckCommand>,
+    acks: mpsc::Sender<AckCommand<Acker>>,
     generation: Arc<AtomicU64>,
     connected: Arc<AtomicBool>,
     stop: watch::Receiver<bool>,

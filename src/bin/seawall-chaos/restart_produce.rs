@@ -119,39 +119,37 @@ async fn rabbit_session(
     pace: &Pace,
     stats: &Produced,
 ) -> (usize, anyhow::Result<()>) {
-    let connection = match Connection::connect(url, ConnectionProperties::default()).await {
+    let connect = Connection::connect(url, ConnectionProperties::default());
+    let connection = match answered(connect).await {
         Ok(c) => c,
         Err(e) => return (from, Err(e).context("connecting to RabbitMQ")),
     };
     let result = async {
-        let channel = connection.create_channel().await?;
-        channel
-            .confirm_select(ConfirmSelectOptions::default())
-            .await?;
+        let channel = answered(connection.create_channel()).await?;
+        answered(channel.confirm_select(ConfirmSelectOptions::default())).await?;
         while from < msgs.len() {
             let end = (from + WINDOW).min(msgs.len());
             let mut confirms = Vec::with_capacity(WINDOW);
             for msg in msgs.iter().take(end).skip(from) {
                 pace.wait().await;
-                let sent = channel
-                    .basic_publish(
-                        "".into(),
-                        queue.into(),
-                        BasicPublishOptions::default(),
-                        &msg.body,
-                        rabbit_properties(msg),
-                    )
-                    .await;
+                let sent = answered(channel.basic_publish(
+                    "".into(),
+                    queue.into(),
+                    BasicPublishOptions::default(),
+                    &msg.body,
+                    rabbit_properties(msg),
+                ))
+                .await;
                 match sent {
                     Ok(confirm) => confirms.push(confirm),
                     Err(e) => {
                         stats.resent.fetch_add(confirms.len(), Ordering::SeqCst);
-                        return Err(e.into());
+                        return Err(e);
                     }
                 }
             }
             for (n, confirm) in confirms.into_iter().enumerate() {
-                let outcome = confirm.await;
+                let outcome = answered(confirm).await;
                 if !matches!(outcome, Ok(Confirmation::Ack(_))) {
                     stats.resent.fetch_add(end - from, Ordering::SeqCst);
                     bail!(
@@ -166,8 +164,22 @@ async fn rabbit_session(
         Ok::<(), anyhow::Error>(())
     }
     .await;
-    let _ = connection.close(200, "done".into()).await;
+    let _ = answered(connection.close(200, "done".into())).await;
     (from, result)
+}
+
+/// How long lapin may take to answer. One handed to a connection whose I/O loop has just
+/// ended (the broker going down) never answers at all; this turns that into an error, so
+/// the session ends and a new one re-sends what was not confirmed.
+const ANSWER_WAIT: Duration = Duration::from_secs(10);
+
+async fn answered<T>(
+    call: impl std::future::Future<Output = Result<T, lapin::Error>>,
+) -> anyhow::Result<T> {
+    match tokio::time::timeout(ANSWER_WAIT, call).await {
+        Ok(result) => Ok(result?),
+        Err(_) => bail!("RabbitMQ did not answer within {ANSWER_WAIT:?}"),
+    }
 }
 
 /// Persistent, `message_id` and header `idempotency-key` = id, header `ordering-key`.
