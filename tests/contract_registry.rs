@@ -191,6 +191,59 @@ fn recursive_schemas_are_depth_bounded() {
     );
 }
 
+const GRID: &str = r#"{"type":"record","name":"Grid","namespace":"t","fields":[
+    {"name":"rows","type":{"type":"array","items":{"type":"array","items":"null"}}}]}"#;
+
+/// `rows` as `outer` arrays of `inner` nulls: about 4 bytes per row on the wire.
+fn grid_datum(outer: i64, inner: i64) -> Vec<u8> {
+    let zigzag = |n: i64| {
+        let mut v = ((n << 1) ^ (n >> 63)) as u64;
+        let mut out = Vec::new();
+        while v >= 0x80 {
+            out.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+        out
+    };
+    let mut datum = zigzag(outer);
+    for _ in 0..outer {
+        datum.extend(zigzag(inner));
+        datum.push(0);
+    }
+    datum.push(0);
+    datum
+}
+
+/// apache-avro bounds each array's memory on its own, so nested arrays of items that
+/// take no bytes multiply: 2,000 rows of 2,000 nulls are 8 KB on the wire and ~220 MB
+/// decoded (with 300,000 × 300,000, terabytes). The walk refuses them before decoding.
+#[test]
+fn nested_arrays_of_zero_byte_items_are_refused_before_decoding() {
+    let dir = dir_with(&[("grid.avsc", GRID)]);
+    let check = ContractCheck::new(
+        Arc::new(ContractRegistry::load(dir.path()).unwrap()),
+        &spec(Some("grid"), Encoding::Binary, false),
+    )
+    .unwrap();
+    let small = grid_datum(2, 3);
+    assert_eq!(
+        check.check(&small).unwrap().to_json(),
+        json!({"rows": [[null, null, null], [null, null, null]]})
+    );
+    // Within the bound (16 MiB): 100 × 1,000 nulls decode.
+    assert!(check.check(&grid_datum(100, 1_000)).is_ok());
+    let hostile = grid_datum(2_000, 2_000);
+    assert!(hostile.len() < 10_000, "{} bytes", hostile.len());
+    let err = check.check(&hostile).unwrap_err().to_string();
+    assert!(
+        err.starts_with("not Avro binary for schema t.Grid"),
+        "{err}"
+    );
+    assert!(err.contains("array items that take no bytes"), "{err}");
+    assert!(err.contains("[contracts] max_allocation_bytes"), "{err}");
+}
+
 const PAYMENT: &str = r#"{"type":"record","name":"Payment","namespace":"t","fields":[
     {"name":"amount","type":{"type":"bytes","logicalType":"decimal","precision":10,"scale":2}},
     {"name":"id","type":{"type":"string","logicalType":"uuid"}},

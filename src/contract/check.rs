@@ -148,8 +148,10 @@ fn decode_binary(contract: &Arc<Contract>, payload: &[u8]) -> Result<Decoded, Co
     let schema_name = || contract.full_name().to_string();
     // apache-avro recurses once per nesting level with no bound of its own; a datum of a
     // recursive schema could nest as deep as it has bytes and overflow the stack, which
-    // no catch_unwind can stop. Measure the depth first, without allocating.
-    if contract.has_refs() {
+    // no catch_unwind can stop. And nested arrays of items that take no bytes multiply
+    // into more memory than any one array's bound allows. Walk such datums first,
+    // without allocating.
+    if contract.needs_walk() {
         depth::check(contract, payload)?;
     }
     let decoded = catch_unwind(AssertUnwindSafe(|| {

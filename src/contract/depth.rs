@@ -1,10 +1,13 @@
-//! A depth-bounded walk over a binary datum, run before apache-avro decodes a datum of a
-//! schema that refers back to itself.
+//! A bounded walk over a binary datum, run before apache-avro decodes a datum of a
+//! schema that refers back to itself or has arrays.
 //!
 //! apache-avro's decoder recurses once per nesting level and has no depth bound; with a
 //! recursive schema (a linked list, a tree) a datum can nest once per byte, so a few
-//! few kilobytes would overflow the stack and abort the process. This walk only moves
-//! a cursor (it allocates nothing), stops at [`MAX_NESTING_DEPTH`], and leaves every other
+//! kilobytes would overflow the stack and abort the process. And it bounds each array's
+//! memory on its own, not the whole datum's: an array of 300,000 arrays of 300,000 nulls
+//! takes about a megabyte on the wire and terabytes decoded. This walk only moves a
+//! cursor (it allocates nothing), stops at [`MAX_NESTING_DEPTH`] and when items that take
+//! no bytes would need more than the allocation bound to hold, and leaves every other
 //! judgement to the decoder: when the bytes are malformed it stops and lets the decoder
 //! say what is wrong.
 
@@ -24,6 +27,8 @@ pub const MAX_NESTING_DEPTH: usize = if cfg!(debug_assertions) { 16 } else { 128
 enum Stop {
     TooDeep,
     TooMany,
+    /// Items that take no bytes would need more memory than the bound.
+    TooManyFree,
     /// The bytes do not fit the schema; the decoder will say how.
     Malformed,
 }
@@ -34,7 +39,13 @@ struct Walk<'a> {
     /// Array and map items left before the walk gives up; bounds its running time when
     /// items take no bytes (an array of nulls claiming 2^62 items).
     items_left: usize,
+    /// Bytes left for decoded items that took no bytes of the datum (each costs the
+    /// decoder a `Value`); items that take bytes are bounded by the payload's size.
+    free_bytes_left: usize,
 }
+
+/// What the decoder holds per array item.
+const ITEM_BYTES: usize = std::mem::size_of::<apache_avro::types::Value>();
 
 /// Fails with [`ContractViolation::TooDeep`] when the datum nests deeper than
 /// [`MAX_NESTING_DEPTH`]; passes anything else on to the decoder.
@@ -44,6 +55,7 @@ pub(crate) fn check(contract: &Contract, payload: &[u8]) -> Result<(), ContractV
         contract,
         rest: payload,
         items_left: bound,
+        free_bytes_left: bound,
     };
     match walk.skip(contract.schema(), 0) {
         Ok(()) | Err(Stop::Malformed) => Ok(()),
@@ -54,6 +66,15 @@ pub(crate) fn check(contract: &Contract, payload: &[u8]) -> Result<(), ContractV
         Err(Stop::TooMany) => Err(ContractViolation::NotAvro {
             schema: contract.full_name().to_string(),
             reason: format!("more than {bound} array or map items"),
+        }),
+        Err(Stop::TooManyFree) => Err(ContractViolation::NotAvro {
+            schema: contract.full_name().to_string(),
+            reason: format!(
+                "more than {} array items that take no bytes (each costs the decoder {ITEM_BYTES} \
+                 bytes; the bound is {bound} bytes). Raise [contracts] max_allocation_bytes if \
+                 such values are expected.",
+                bound / ITEM_BYTES
+            ),
         }),
     }
 }
@@ -105,7 +126,17 @@ impl Walk<'_> {
                 .fields
                 .iter()
                 .try_for_each(|field| self.skip(&field.schema, depth + 1)),
-            Schema::Array(a) => self.blocks(|walk| walk.skip(&a.items, depth + 1)),
+            Schema::Array(a) => self.blocks(|walk| {
+                let before = walk.rest.len();
+                walk.skip(&a.items, depth + 1)?;
+                if walk.rest.len() == before {
+                    walk.free_bytes_left = walk
+                        .free_bytes_left
+                        .checked_sub(ITEM_BYTES)
+                        .ok_or(Stop::TooManyFree)?;
+                }
+                Ok(())
+            }),
             Schema::Map(m) => self.blocks(|walk| {
                 let len = walk.length()?;
                 walk.advance(len)?;

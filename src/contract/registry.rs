@@ -21,9 +21,20 @@ pub struct Contract {
     schema: Schema,
     /// Named types inside `schema`, by full name, to follow `Schema::Ref`s.
     named: HashMap<String, Schema>,
+    /// What makes a datum worth walking before the decoder sees it.
+    shape: Shape,
+}
+
+/// Features of a schema that let a small datum cost the decoder much more than its size.
+#[derive(Debug, Default, Clone, Copy)]
+struct Shape {
     /// The schema refers back to a type (recursion or reuse): datums can nest without a
-    /// bound the schema alone sets, so the check bounds the depth first.
-    has_refs: bool,
+    /// bound the schema alone sets.
+    refs: bool,
+    /// The schema has arrays: items that take no bytes (nulls, empty records, nested
+    /// empty arrays) cost the decoder a `Value` each, and apache-avro bounds each array's
+    /// own size but not the product of nested ones.
+    arrays: bool,
 }
 
 impl Contract {
@@ -60,8 +71,9 @@ impl Contract {
         }
     }
 
-    pub(crate) fn has_refs(&self) -> bool {
-        self.has_refs
+    /// Whether the check walks a datum (depth, item counts) before decoding it.
+    pub(crate) fn needs_walk(&self) -> bool {
+        self.shape.refs || self.shape.arrays
     }
 }
 
@@ -223,8 +235,8 @@ fn build(path: &Path, schema: &Schema, all: &[Schema]) -> Result<Contract, Contr
             reason: "top-level schema must be a named type (record, enum or fixed)".into(),
         })?;
     let mut named = HashMap::new();
-    let mut has_refs = false;
-    collect_named(&own, &mut named, &mut has_refs);
+    let mut shape = Shape::default();
+    collect_named(&own, &mut named, &mut shape);
     let name = path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
@@ -236,14 +248,14 @@ fn build(path: &Path, schema: &Schema, all: &[Schema]) -> Result<Contract, Contr
         file: path.to_path_buf(),
         schema: own,
         named,
-        has_refs,
+        shape,
     })
 }
 
-fn collect_named(schema: &Schema, named: &mut HashMap<String, Schema>, has_refs: &mut bool) {
+fn collect_named(schema: &Schema, named: &mut HashMap<String, Schema>, shape: &mut Shape) {
     match schema {
         Schema::Ref { .. } => {
-            *has_refs = true;
+            shape.refs = true;
             return;
         }
         _ => {
@@ -253,16 +265,19 @@ fn collect_named(schema: &Schema, named: &mut HashMap<String, Schema>, has_refs:
         }
     }
     match schema {
-        Schema::Array(a) => collect_named(&a.items, named, has_refs),
-        Schema::Map(m) => collect_named(&m.types, named, has_refs),
+        Schema::Array(a) => {
+            shape.arrays = true;
+            collect_named(&a.items, named, shape);
+        }
+        Schema::Map(m) => collect_named(&m.types, named, shape),
         Schema::Union(u) => {
             for variant in u.variants() {
-                collect_named(variant, named, has_refs);
+                collect_named(variant, named, shape);
             }
         }
         Schema::Record(r) => {
             for field in &r.fields {
-                collect_named(&field.schema, named, has_refs);
+                collect_named(&field.schema, named, shape);
             }
         }
         _ => {}
