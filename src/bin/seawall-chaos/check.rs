@@ -48,9 +48,11 @@ impl Report {
     }
 
     /// Whether the dead letters are exactly the poison messages (as a set), and
-    /// each once unless a SIGKILL explains a repeat (`killed`) and not `strict`.
-    pub fn dead_letters_exact(&self, killed: bool, strict: bool) -> bool {
-        let repeats_ok = self.dead_lettered_twice == 0 || (killed && !strict);
+    /// each once unless a fault explains a repeat (`faulted`) and not `strict`: a worker
+    /// SIGKILLed after the write and before its ack, or a broker that went away after
+    /// storing the write and before confirming it, so the worker wrote it again.
+    pub fn dead_letters_exact(&self, faulted: bool, strict: bool) -> bool {
+        let repeats_ok = self.dead_lettered_twice == 0 || (faulted && !strict);
         self.poison_not_dead_lettered == 0 && self.good_dead_lettered == 0 && repeats_ok
     }
 }
@@ -173,7 +175,7 @@ pub fn call_rate(calls: &[Call], from: Instant, to: Instant) -> (f64, usize) {
 }
 
 /// Prints the report.
-pub fn print(r: &Report, killed: bool, strict: bool) {
+pub fn print(r: &Report, faulted: bool, strict: bool) {
     println!(
         "produced                 {} ({} distinct, {} poison)",
         r.produced, r.distinct, r.poison
@@ -203,8 +205,8 @@ pub fn print(r: &Report, killed: bool, strict: bool) {
         r.dead_lettered, r.dead_letter_kinds
     );
     println!(
-        "  exactly the poison ones: {} (poison missing {}, not poison {}, again after a SIGKILL {})",
-        if r.dead_letters_exact(killed, strict) { "yes" } else { "NO" },
+        "  exactly the poison ones: {} (poison missing {}, not poison {}, again after a kill or broker restart {})",
+        if r.dead_letters_exact(faulted, strict) { "yes" } else { "NO" },
         r.poison_not_dead_lettered,
         r.good_dead_lettered,
         r.dead_lettered_twice

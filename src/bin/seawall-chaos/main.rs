@@ -269,7 +269,7 @@ async fn run(cli: &Cli) -> anyhow::Result<bool> {
         delivery_time.as_secs_f64(),
         worker.starts
     );
-    check::print(&report, !faults.kills.is_empty(), cli.strict);
+    check::print(&report, faults.explain_repeats(), cli.strict);
     let kafka = cli.broker == Broker::Kafka;
     let mut fault_ok = print_faults(cli, &faults, &calls)
         & slow_findings.is_none_or(|f| f.print(&cli.slow, kafka, worker.log_path()))
@@ -396,7 +396,7 @@ fn verdict(cli: &Cli, r: &check::Report, faults: &Faults) -> bool {
     if r.corrupted > 0 || r.poison_accepted > 0 {
         problems.push("corrupted (or poison accepted)");
     }
-    if !r.dead_letters_exact(!faults.kills.is_empty(), cli.strict) {
+    if !r.dead_letters_exact(faults.explain_repeats(), cli.strict) {
         problems.push("dead letters are not exactly the poison messages");
     }
     for p in &problems {

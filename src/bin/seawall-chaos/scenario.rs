@@ -80,6 +80,14 @@ pub struct Faults {
     pub broker: Option<crate::broker_restart::Record>,
 }
 
+impl Faults {
+    /// Whether a fault happened that can make a dead letter be written twice: a SIGKILL,
+    /// or a broker restart (a publish stored but not confirmed is published again).
+    pub fn explain_repeats(&self) -> bool {
+        !self.kills.is_empty() || self.broker.as_ref().is_some_and(|b| !b.restarts.is_empty())
+    }
+}
+
 /// Runs `scenario` until the goal is met (and the producer `finished`) or the deadline.
 pub async fn drive(
     scenario: Scenario,
