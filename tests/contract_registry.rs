@@ -37,6 +37,17 @@ fn dir_with(files: &[(&str, &str)]) -> tempfile::TempDir {
     dir
 }
 
+/// A binary check against the one schema `text`, loaded from `<name>.avsc`.
+fn binary_check_of(name: &str, text: &str) -> ContractCheck {
+    let dir = dir_with(&[(&format!("{name}.avsc"), text)]);
+    let registry = ContractRegistry::load(dir.path()).unwrap();
+    ContractCheck::new(
+        Arc::new(registry),
+        &spec(Some(name), Encoding::Binary, false),
+    )
+    .unwrap()
+}
+
 #[test]
 fn registry_answers_to_stems_full_names_and_fingerprints() {
     let registry = shipped();
@@ -159,12 +170,7 @@ const NODE: &str = r#"{"type":"record","name":"Node","namespace":"t","fields":[
 
 #[test]
 fn recursive_schemas_are_depth_bounded() {
-    let dir = dir_with(&[("node.avsc", NODE)]);
-    let check = ContractCheck::new(
-        Arc::new(ContractRegistry::load(dir.path()).unwrap()),
-        &spec(Some("node"), Encoding::Binary, false),
-    )
-    .unwrap();
+    let check = binary_check_of("node", NODE);
     // value 1, next -> value 2, next -> null
     let shallow = [0x02, 0x02, 0x04, 0x00];
     assert_eq!(
@@ -220,12 +226,7 @@ fn grid_datum(outer: i64, inner: i64) -> Vec<u8> {
 /// decoded (with 300,000 × 300,000, terabytes). The walk refuses them before decoding.
 #[test]
 fn nested_arrays_of_zero_byte_items_are_refused_before_decoding() {
-    let dir = dir_with(&[("grid.avsc", GRID)]);
-    let check = ContractCheck::new(
-        Arc::new(ContractRegistry::load(dir.path()).unwrap()),
-        &spec(Some("grid"), Encoding::Binary, false),
-    )
-    .unwrap();
+    let check = binary_check_of("grid", GRID);
     let small = grid_datum(2, 3);
     assert_eq!(
         check.check(&small).unwrap().to_json(),
