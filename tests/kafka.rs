@@ -22,9 +22,6 @@ async fn start<F>(kafka: &KafkaConfig, config: PipelineConfig, seen: &Seen, scri
 where
     F: Fn(&str, u32, u32) -> Result<(), HandlerError> + Send + Sync + 'static,
 {
-    let mut config = config;
-    config.retry.initial_backoff = Duration::from_millis(5);
-    config.retry.max_backoff = Duration::from_millis(20);
     let (seen, script) = (Arc::clone(seen), Arc::new(script));
     let handler = handler_fn(move |m: Message| {
         let key = String::from_utf8_lossy(m.key().map(|k| &k[..]).unwrap_or(b"")).into_owned();
