@@ -167,6 +167,10 @@ impl<H: Handler, S: IdempotencyStore, D: DeadLetterSink> Worker<'_, H, S, D> {
             if let Some(key) = &self.tracked {
                 self.store_op(|s| s.begin_attempt(key, SystemTime::now()))
                     .await?;
+                // A retried write can go through while the store is still failing (a
+                // read-only disk may take a write into a page it has cached): the call
+                // waits for the probe all the same.
+                self.store_writable().await?;
             }
             message.set_attempt(budget.attempt);
             let handler = &self.shared.handler;
