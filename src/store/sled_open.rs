@@ -13,6 +13,16 @@ use sled::IVec;
 
 use super::error::{StoreError, StoreErrorKind};
 
+/// How long an open waits for sled's directory lock to be released by a database of
+/// this process that was just closed.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Whether sled failed to open because the directory is locked. sled 0.34 reports it
+/// only as text around the `WouldBlock` of `flock`.
+fn is_lock_taken(err: &sled::Error) -> bool {
+    matches!(err, sled::Error::Io(io) if io.to_string().contains("could not acquire lock"))
+}
+
 /// The database and the trees the store uses.
 pub(super) struct Trees {
     pub db: sled::Db,
@@ -22,12 +32,24 @@ pub(super) struct Trees {
 
 impl Trees {
     /// Opens the database in directory `path`.
+    ///
+    /// sled releases its directory lock a moment after the last handle of a database is
+    /// dropped (its I/O threads hold the file a little longer), so opening again right
+    /// after closing in the same process — a reopen after a failed write, a test — can
+    /// find the lock still taken. That is retried for up to [`LOCK_WAIT`]; a lock held
+    /// longer (another process using the store) is the error it was.
     pub(super) fn open(path: &Path) -> sled::Result<Self> {
-        let db = sled::Config::new()
-            .path(path)
-            .flush_every_ms(Some(500))
-            .open()?;
-        Self::from_db(db)
+        let config = sled::Config::new().path(path).flush_every_ms(Some(500));
+        let began = std::time::Instant::now();
+        loop {
+            match config.open() {
+                Ok(db) => return Self::from_db(db),
+                Err(err) if is_lock_taken(&err) && began.elapsed() < LOCK_WAIT => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(err) => return Err(err),
+            }
+        }
     }
 
     /// A database in a temporary directory, removed when dropped.
