@@ -34,6 +34,7 @@ pub use config::{is_secret, DeadLetterTopic, KafkaConfig, Properties};
 pub use dlq_reader::read_dead_letters;
 pub use error::KafkaError;
 pub use forward::{KafkaForwarder, KafkaTarget};
+#[cfg(feature = "worker")]
 pub(crate) use probe::missing_topics;
 pub use replay::KafkaReplayer;
 pub use sink::KafkaDeadLetters;

@@ -11,6 +11,8 @@ use super::error::KafkaError;
 
 /// Which of `topics` the cluster does not have (patterns are not looked up). Fails when
 /// the cluster cannot be reached within `timeout`.
+// Used by `seawall check`, so only with the worker.
+#[cfg_attr(not(feature = "worker"), allow(dead_code))]
 pub(crate) async fn missing_topics(
     config: &KafkaConfig,
     topics: Vec<String>,
