@@ -79,8 +79,32 @@ fn bench_parts<S: IdempotencyStore>(c: &mut Criterion, name: &str, store: S) {
     group.finish();
 }
 
+/// sled itself, with the store's settings: the insert of a settled record (9 bytes) under
+/// a new key, the floor under `settle` whatever the store around it does.
+fn bench_sled_alone(c: &mut Criterion, dir: &std::path::Path) {
+    let db = sled::Config::new()
+        .path(dir.join("sled-alone"))
+        .flush_every_ms(Some(500))
+        .open()
+        .expect("sled");
+    let tree = db.open_tree("records").expect("tree");
+    let record = [b'p', 0, 0, 1, 0x9a, 0x3c, 0x51, 0x07, 0x2e];
+    let mut group = c.benchmark_group("sled-alone");
+    group.throughput(Throughput::Elements(1));
+    let mut counter = 0u64;
+    group.bench_function("insert_new_key", |b| {
+        b.iter(|| {
+            counter += 1;
+            tree.insert(format!("order-{counter}").as_bytes(), &record[..])
+                .expect("insert")
+        })
+    });
+    group.finish();
+}
+
 fn benches(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("temp dir");
+    bench_sled_alone(c, dir.path());
     let mut n = 0;
     bench_store(c, "sled", || {
         n += 1;
