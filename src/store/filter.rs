@@ -1,9 +1,10 @@
 //! A Bloom filter over the keys the store holds, so the common lookup — a key never seen
-//! before — is answered without reading the tree. A key the filter may hold is looked up
-//! in the tree as before; a removed key leaves its bits set, which only costs a lookup.
+//! before — is answered without reading the record runs. A key the filter may hold is
+//! looked up in the runs; a removed key leaves its bits set, which only costs a lookup.
+//! It is filled with every key held while the store opens.
 
 use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// 2^24 bits (2 MiB): about 1% false positives at 1.7 million keys. Beyond that the
 /// filter answers "maybe" more often and lookups fall back to the tree more often; it is
@@ -15,9 +16,6 @@ const PROBES: u64 = 7;
 pub(crate) struct KeyFilter {
     bits: Box<[AtomicU64]>,
     hasher: std::hash::RandomState,
-    /// False until every key the store held at open is in the filter; until then it
-    /// answers "maybe" for every key.
-    complete: AtomicBool,
 }
 
 impl KeyFilter {
@@ -26,16 +24,7 @@ impl KeyFilter {
         Self {
             bits: (0..words).map(|_| AtomicU64::new(0)).collect(),
             hasher: std::hash::RandomState::new(),
-            complete: AtomicBool::new(false),
         }
-    }
-
-    /// A complete filter with nothing in it.
-    #[cfg(test)]
-    fn empty() -> Self {
-        let filter = Self::new();
-        filter.mark_complete();
-        filter
     }
 
     fn probes(&self, key: &[u8]) -> impl Iterator<Item = (usize, u64)> {
@@ -59,23 +48,10 @@ impl KeyFilter {
         }
     }
 
-    /// False only if `key` was certainly never inserted (and the filter is complete).
+    /// False only if `key` was certainly never inserted.
     pub(crate) fn may_contain(&self, key: &[u8]) -> bool {
-        if !self.complete.load(Ordering::Acquire) {
-            return true;
-        }
         self.probes(key)
             .all(|(word, mask)| self.bits[word].load(Ordering::Relaxed) & mask != 0)
-    }
-
-    /// Whether every key held at open has been inserted.
-    pub(crate) fn is_complete(&self) -> bool {
-        self.complete.load(Ordering::Acquire)
-    }
-
-    /// Declares that every key held at open has been inserted.
-    pub(crate) fn mark_complete(&self) {
-        self.complete.store(true, Ordering::Release);
     }
 }
 
@@ -85,7 +61,7 @@ mod tests {
 
     #[test]
     fn holds_what_was_inserted_and_rejects_most_of_the_rest() {
-        let filter = KeyFilter::empty();
+        let filter = KeyFilter::new();
         for i in 0..100_000 {
             filter.insert(format!("order-{i}").as_bytes());
         }
@@ -94,13 +70,5 @@ mod tests {
             .filter(|i| filter.may_contain(format!("other-{i}").as_bytes()))
             .count();
         assert!(false_positives < 100, "{false_positives} false positives");
-    }
-
-    #[test]
-    fn answers_maybe_until_complete() {
-        let filter = KeyFilter::new();
-        assert!(filter.may_contain(b"anything"));
-        filter.mark_complete();
-        assert!(!filter.may_contain(b"anything"));
     }
 }

@@ -7,7 +7,9 @@ mod error;
 mod filter;
 mod journal;
 mod memory;
+mod pending;
 pub(crate) mod record;
+mod runs;
 mod sled_open;
 mod sled_store;
 

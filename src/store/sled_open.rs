@@ -23,10 +23,18 @@ fn is_lock_taken(err: &sled::Error) -> bool {
     matches!(err, sled::Error::Io(io) if io.to_string().contains("could not acquire lock"))
 }
 
-/// The database and the trees the store uses.
+/// The database and the trees the store uses (cheap to clone: handles to the same
+/// database).
+#[derive(Clone)]
 pub(super) struct Trees {
     pub db: sled::Db,
-    pub records: sled::Tree,
+    /// Records one per key, as stores before record runs wrote them; moved into a run
+    /// at open.
+    pub legacy_records: sled::Tree,
+    /// The blocks of record runs (see [`super::runs`]).
+    pub blocks: sled::Tree,
+    /// One marker per record run written whole.
+    pub markers: sled::Tree,
     pub parked: sled::Tree,
 }
 
@@ -59,17 +67,12 @@ impl Trees {
 
     fn from_db(db: sled::Db) -> sled::Result<Self> {
         Ok(Self {
-            records: db.open_tree("records")?,
+            legacy_records: db.open_tree("records")?,
+            blocks: db.open_tree("record-blocks")?,
+            markers: db.open_tree("record-runs")?,
             parked: db.open_tree("parked")?,
             db,
         })
-    }
-
-    fn tree(&self, name: TreeName) -> &sled::Tree {
-        match name {
-            TreeName::Records => &self.records,
-            TreeName::Parked => &self.parked,
-        }
     }
 
     /// Writes a marker and flushes: succeeds only if the disk takes writes now.
@@ -92,22 +95,15 @@ pub(super) fn sled_error(err: sled::Error) -> StoreError {
     }
 }
 
-/// Which tree a write went to.
-#[derive(Clone, Copy, Debug)]
-pub(super) enum TreeName {
-    Records,
-    Parked,
-}
-
-/// One write to a tree.
+/// One write to the parked tree.
 pub(super) struct Write {
-    tree: TreeName,
     key: IVec,
     /// `None` for a removal.
     value: Option<IVec>,
 }
 
-/// The writes made since the last flush that succeeded, oldest first.
+/// The writes to the parked tree made since the last flush that succeeded, oldest first.
+/// (Records wait in [`super::pending::Pending`] until a flush writes them.)
 ///
 /// Bounded by what the pipeline lets run between two flushes: every completion waits
 /// for a flush, and intake stops while flushes fail.
@@ -123,9 +119,8 @@ impl Unflushed {
     }
 
     /// Notes a write that the database accepted.
-    pub(super) fn note(&self, tree: TreeName, key: &[u8], value: Option<IVec>) {
+    pub(super) fn note(&self, key: &[u8], value: Option<IVec>) {
         self.lock().push(Write {
-            tree,
             key: IVec::from(key),
             value,
         });
@@ -147,10 +142,9 @@ impl Unflushed {
     pub(super) fn replay(&self, trees: &Trees) -> sled::Result<usize> {
         let writes = self.lock();
         for write in writes.iter() {
-            let tree = trees.tree(write.tree);
             match &write.value {
-                Some(value) => tree.insert(&write.key, value.clone())?,
-                None => tree.remove(&write.key)?,
+                Some(value) => trees.parked.insert(&write.key, value.clone())?,
+                None => trees.parked.remove(&write.key)?,
             };
         }
         Ok(writes.len())

@@ -1,12 +1,14 @@
 //! The embedded default store, on sled, with an in-flight journal beside it.
 //!
-//! After a failed write the store reopens itself on [`IdempotencyStore::recover`]: see
-//! [`sled_open`](super::sled_open) for why sled needs that.
+//! Settled records wait in memory ([`Pending`]) until the next flush writes them as a
+//! run of sorted blocks ([`RecordRuns`]); parked keys are written to their own tree at
+//! once. After a failed write the store reopens itself on
+//! [`IdempotencyStore::recover`]: see [`sled_open`](super::sled_open) for why sled needs
+//! that.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
-use std::thread::JoinHandle;
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -15,11 +17,17 @@ use sled::IVec;
 use super::error::{StoreError, StoreErrorKind};
 use super::filter::KeyFilter;
 use super::journal::{journal_key, InflightJournal};
+use super::pending::Pending;
 use super::record::{KeyState, ParkRecord, Record, Settled, SettledOutcome};
-use super::sled_open::{sled_error, TreeName, Trees, Unflushed};
+use super::runs::RecordRuns;
+use super::sled_open::{sled_error, Trees, Unflushed};
 use super::{IdempotencyStore, StoreStats};
 
+mod merger;
+mod records;
 mod reopen;
+
+use merger::Merger;
 
 const JOURNAL_FILE: &str = "inflight.journal";
 
@@ -31,39 +39,33 @@ pub struct SledStore {
     /// `None` while the store reopens after a failed write.
     trees: RwLock<Option<Trees>>,
     /// Set by a failed read or write: sled fails every later write until reopened.
-    broken: AtomicBool,
-    /// Writes a reopened database must get again.
+    broken: Arc<AtomicBool>,
+    /// Parked-key writes a reopened database must get again.
     unflushed: Unflushed,
+    /// Records settled since the last flush.
+    pending: Pending,
+    /// The records flushes wrote.
+    runs: Arc<RecordRuns>,
+    /// One flush at a time: each writes what is pending as one run.
+    flushing: Mutex<()>,
     /// One reopen at a time.
     reopening: Mutex<()>,
     /// How many keys are parked, so the check every message makes is free while none is.
     /// Exact because sled lets one process at a time open the directory.
     parked_count: AtomicUsize,
     journal: Option<InflightJournal>,
-    /// Keys with a record, so a lookup of a new key skips the tree.
-    filter: Arc<KeyFilter>,
-    /// Fills the filter with the keys held at open, in the background.
-    loader: Mutex<Option<FilterLoader>>,
+    /// Keys with a record, so a lookup of a new key skips the runs.
+    filter: KeyFilter,
+    /// Merges record runs in the background.
+    merger: Mutex<Option<Merger>>,
     path: Option<PathBuf>,
-}
-
-struct FilterLoader {
-    stop: Arc<AtomicBool>,
-    thread: JoinHandle<()>,
-}
-
-impl FilterLoader {
-    fn stop(self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = self.thread.join();
-    }
 }
 
 impl Drop for SledStore {
     fn drop(&mut self) {
-        // The loader holds the tree, and so sled's lock on the directory: it must be gone
-        // before the store counts as closed, or reopening the directory would fail.
-        self.stop_loader();
+        // The merger holds the database, and so sled's lock on the directory: it must be
+        // gone before the store counts as closed, or reopening the directory would fail.
+        self.stop_merger();
     }
 }
 
@@ -99,99 +101,76 @@ impl SledStore {
         let trees =
             Trees::open(path).map_err(|e| StoreError::new(StoreErrorKind::Open, e).at(path))?;
         let (journal, left_behind) = InflightJournal::open(&path.join(JOURNAL_FILE))?;
-        let mut store = Self::from_trees(trees, Some(path.to_path_buf()));
+        let mut store = Self::from_trees(trees, Some(path.to_path_buf()))?;
+        store.migrate_legacy_records()?;
         store.record_crashes(&left_behind)?;
         journal.reset().map_err(|e| e.at(path))?;
         store.journal = Some(journal);
-        store.start_filter_loader();
+        store.start_merger();
         Ok(store)
-    }
-
-    /// Puts every key held at open into the filter on a background thread, so a large
-    /// store opens at once; until it is done, every lookup reads the tree.
-    fn start_filter_loader(&self) {
-        let records = match &*self.read_trees() {
-            Some(trees) if !trees.records.is_empty() => trees.records.clone(),
-            _ => {
-                self.filter.mark_complete();
-                return;
-            }
-        };
-        let filter = Arc::clone(&self.filter);
-        let stop = Arc::new(AtomicBool::new(false));
-        let stopped = Arc::clone(&stop);
-        let spawned = std::thread::Builder::new()
-            .name("seawall-store-filter".into())
-            .spawn(move || {
-                for key in records.iter().keys() {
-                    if stopped.load(Ordering::Relaxed) {
-                        return;
-                    }
-                    match key {
-                        Ok(key) => filter.insert(&key),
-                        Err(err) => {
-                            tracing::warn!(error = %err, "reading the store's keys failed: every lookup reads the store");
-                            return;
-                        }
-                    }
-                }
-                filter.mark_complete();
-            });
-        match spawned {
-            Ok(thread) => *lock(&self.loader) = Some(FilterLoader { stop, thread }),
-            Err(err) => {
-                tracing::warn!(error = %err, "no thread for the key filter: every lookup reads the store")
-            }
-        }
-    }
-
-    fn stop_loader(&self) {
-        if let Some(loader) = lock(&self.loader).take() {
-            loader.stop();
-        }
     }
 
     /// A store in a temporary directory that is removed when the store is dropped. It
     /// keeps no journal, since nothing of it outlives the process, and cannot reopen.
     pub fn temporary() -> Result<Self, StoreError> {
         let trees = Trees::temporary().map_err(|e| StoreError::new(StoreErrorKind::Open, e))?;
-        let store = Self::from_trees(trees, None);
-        store.filter.mark_complete(); // A temporary store starts empty.
+        let store = Self::from_trees(trees, None)?;
+        store.start_merger();
         Ok(store)
     }
 
-    fn from_trees(trees: Trees, path: Option<PathBuf>) -> Self {
-        Self {
+    fn from_trees(trees: Trees, path: Option<PathBuf>) -> Result<Self, StoreError> {
+        let filter = KeyFilter::new();
+        let tag = |err: StoreError| match &path {
+            Some(p) => err.at(p),
+            None => err,
+        };
+        let runs = RecordRuns::load(&trees, &filter).map_err(tag)?;
+        Ok(Self {
             parked_count: AtomicUsize::new(trees.parked.len()),
             trees: RwLock::new(Some(trees)),
-            broken: AtomicBool::new(false),
+            broken: Arc::new(AtomicBool::new(false)),
             unflushed: Unflushed::default(),
+            pending: Pending::default(),
+            runs: Arc::new(runs),
+            flushing: Mutex::new(()),
             reopening: Mutex::new(()),
             journal: None,
-            filter: Arc::new(KeyFilter::new()),
-            loader: Mutex::new(None),
+            filter,
+            merger: Mutex::new(None),
             path,
+        })
+    }
+
+    fn start_merger(&self) {
+        let trees = self.read_trees().clone();
+        if let Some(trees) = trees {
+            let merger = Merger::start(Arc::clone(&self.runs), trees, Arc::clone(&self.broken));
+            *lock(&self.merger) = merger;
         }
     }
 
-    fn record_crashes(&mut self, left_behind: &[(Bytes, SystemTime)]) -> Result<(), StoreError> {
-        for (key, started) in left_behind {
-            let previous = self.record(key)?;
-            if let Some(record) = Record::crashed_again(previous, *started) {
-                self.filter.insert(key);
-                self.write(TreeName::Records, key, Some(record.encode().into()))?;
-                tracing::warn!(key = %String::from_utf8_lossy(key), "the previous run died while handling this message");
-            }
+    fn stop_merger(&self) {
+        if let Some(merger) = lock(&self.merger).take() {
+            merger.stop();
         }
-        if !left_behind.is_empty() {
-            self.flush()?;
+    }
+
+    fn wake_merger(&self) {
+        if let Some(merger) = lock(&self.merger).as_ref() {
+            merger.wake();
         }
-        Ok(())
     }
 
     /// The directory, unless temporary.
     pub fn path(&self) -> Option<&Path> {
         self.path.as_deref()
+    }
+
+    /// How many record runs a lookup may read from (about three per factor of four in
+    /// size, once background merges catch up).
+    pub fn record_runs(&self) -> usize {
+        self.runs.count()
     }
 
     fn tag(&self, err: StoreError) -> StoreError {
@@ -206,11 +185,12 @@ impl SledStore {
         self.trees.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Runs `op` on the open trees; a failure marks the store for a reopen.
-    fn with<T>(&self, op: impl FnOnce(&Trees) -> sled::Result<T>) -> Result<T, StoreError> {
+    /// Runs `op` on the open trees; a failure other than corrupt data marks the store
+    /// for a reopen.
+    fn with<T>(&self, op: impl FnOnce(&Trees) -> Result<T, StoreError>) -> Result<T, StoreError> {
         let trees = self.read_trees();
         let trees = trees.as_ref().ok_or_else(|| self.tag(reopening()))?;
-        op(trees).map_err(|e| self.failed(sled_error(e)))
+        op(trees).map_err(|e| self.failed(e))
     }
 
     /// Notes a failure: unless it is a corrupt record, the store reopens before its next
@@ -222,24 +202,20 @@ impl SledStore {
         self.tag(err)
     }
 
-    /// Writes (or with `None` removes) `key` in `tree`, noting it for a reopen. Returns
+    /// Writes (or with `None` removes) a parked key, noting it for a reopen. Returns
     /// whether the key was there before.
-    fn write(&self, tree: TreeName, key: &[u8], value: Option<IVec>) -> Result<bool, StoreError> {
+    fn write_parked(&self, key: &[u8], value: Option<IVec>) -> Result<bool, StoreError> {
         // The note is made under the same read lock as the write, so a reopen, which
         // takes the write lock, sees every write the old database accepted.
-        let trees = self.read_trees();
-        let trees = trees.as_ref().ok_or_else(|| self.tag(reopening()))?;
-        let target = match tree {
-            TreeName::Records => &trees.records,
-            TreeName::Parked => &trees.parked,
-        };
-        let previous = match &value {
-            Some(value) => target.insert(key, value.clone()),
-            None => target.remove(key),
-        }
-        .map_err(|e| self.failed(sled_error(e)))?;
-        self.unflushed.note(tree, key, value);
-        Ok(previous.is_some())
+        self.with(|trees| {
+            let previous = match &value {
+                Some(value) => trees.parked.insert(key, value.clone()),
+                None => trees.parked.remove(key),
+            }
+            .map_err(sled_error)?;
+            self.unflushed.note(key, value);
+            Ok(previous.is_some())
+        })
     }
 
     fn journal_op(
@@ -252,10 +228,11 @@ impl SledStore {
         }
     }
 
+    /// The newest record of `key` (a journal key): pending, or in the runs.
     fn record(&self, key: &[u8]) -> Result<Option<Record>, StoreError> {
-        match self.with(|t| t.records.get(key))? {
-            Some(bytes) => Record::decode(&bytes).map(Some).map_err(|e| self.tag(e)),
-            None => Ok(None),
+        match self.pending.get(key) {
+            Some(record) => Ok(Some(record)),
+            None => self.with(|trees| self.runs.lookup(trees, key)),
         }
     }
 }
@@ -285,14 +262,15 @@ impl IdempotencyStore for SledStore {
         now: SystemTime,
     ) -> Result<(), StoreError> {
         let key = journal_key(key);
-        let record = Record::Settled(Settled { outcome, at: now });
+        // Into the filter first, so no lookup can find the key missing from it.
         self.filter.insert(&key);
-        self.write(TreeName::Records, &key, Some(record.encode().into()))?;
+        self.pending
+            .put(&key, Record::Settled(Settled { outcome, at: now }));
         self.end_attempt(&key)
     }
 
     fn park(&self, ordering_key: &[u8], record: &ParkRecord) -> Result<(), StoreError> {
-        let existed = self.write(TreeName::Parked, ordering_key, Some(record.encode().into()))?;
+        let existed = self.write_parked(ordering_key, Some(record.encode().into()))?;
         if !existed {
             self.parked_count.fetch_add(1, Ordering::SeqCst);
         }
@@ -303,7 +281,7 @@ impl IdempotencyStore for SledStore {
         if self.parked_count.load(Ordering::SeqCst) == 0 {
             return Ok(None);
         }
-        match self.with(|t| t.parked.get(ordering_key))? {
+        match self.with(|t| t.parked.get(ordering_key).map_err(sled_error))? {
             Some(bytes) => ParkRecord::decode(&bytes)
                 .map(Some)
                 .map_err(|e| self.tag(e)),
@@ -312,7 +290,12 @@ impl IdempotencyStore for SledStore {
     }
 
     fn parked_keys(&self) -> Result<Vec<(Bytes, ParkRecord)>, StoreError> {
-        let entries = self.with(|t| t.parked.iter().collect::<sled::Result<Vec<_>>>())?;
+        let entries = self.with(|t| {
+            t.parked
+                .iter()
+                .collect::<sled::Result<Vec<_>>>()
+                .map_err(sled_error)
+        })?;
         entries
             .into_iter()
             .map(|(key, value)| Ok((Bytes::copy_from_slice(&key), ParkRecord::decode(&value)?)))
@@ -321,7 +304,7 @@ impl IdempotencyStore for SledStore {
     }
 
     fn release(&self, ordering_key: &[u8]) -> Result<bool, StoreError> {
-        let removed = self.write(TreeName::Parked, ordering_key, None)?;
+        let removed = self.write_parked(ordering_key, None)?;
         if removed {
             self.parked_count.fetch_sub(1, Ordering::SeqCst);
         }
@@ -329,33 +312,21 @@ impl IdempotencyStore for SledStore {
     }
 
     fn sweep(&self, older_than: SystemTime) -> Result<u64, StoreError> {
-        // Removals are not noted for a reopen: an expired record that comes back is
-        // ignored by lookups and swept again.
-        self.with(|t| {
-            let mut removed = 0;
-            for entry in t.records.iter() {
-                let (key, value) = entry?;
-                // An undecodable record is swept too: it can never match again.
-                let expired = Record::decode(&value)
-                    .map_or(true, |r| r.at().is_none_or(|at| at < older_than));
-                if expired {
-                    t.records.remove(&key)?;
-                    removed += 1;
-                }
-            }
-            Ok(removed)
-        })
+        // What is pending is written first, so the sweep sees every record.
+        self.flush()?;
+        let removed = self.with(|trees| self.runs.sweep(trees, older_than))?;
+        self.wake_merger();
+        Ok(removed)
     }
 
     fn flush(&self) -> Result<(), StoreError> {
+        let _one = lock(&self.flushing);
         let covered = self.unflushed.take_all();
-        match self.with(|t| t.db.flush()) {
-            Ok(_) => Ok(()),
-            Err(err) => {
-                self.unflushed.put_back(covered);
-                Err(err)
-            }
+        let result = self.with(|trees| self.persist(trees));
+        if result.is_err() {
+            self.unflushed.put_back(covered);
         }
+        result
     }
 
     fn recover(&self) -> Result<(), StoreError> {
@@ -369,18 +340,17 @@ impl IdempotencyStore for SledStore {
     }
 
     fn stats(&self) -> Result<StoreStats, StoreError> {
-        self.with(|t| {
-            let mut stats = StoreStats {
-                parked: t.parked.len() as u64,
-                ..StoreStats::default()
-            };
-            for value in t.records.iter().values() {
-                match Record::decode(&value?) {
-                    Ok(Record::Crashed(_)) => stats.crashed += 1,
-                    _ => stats.settled += 1,
-                }
-            }
-            Ok(stats)
-        })
+        let mut stats = StoreStats {
+            parked: self.with(|t| Ok(t.parked.len() as u64))?,
+            ..StoreStats::default()
+        };
+        self.with(|trees| {
+            self.runs
+                .for_each(trees, self.pending.sources(), |_, record| match record {
+                    Record::Crashed(_) => stats.crashed += 1,
+                    Record::Settled(_) => stats.settled += 1,
+                })
+        })?;
+        Ok(stats)
     }
 }

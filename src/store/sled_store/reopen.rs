@@ -13,7 +13,7 @@ impl SledStore {
     pub(super) fn recover_writes(&self) -> Result<(), StoreError> {
         let _one = lock(&self.reopening);
         if !self.broken.load(Ordering::SeqCst) {
-            return self.with(Trees::probe);
+            return self.with(|trees| trees.probe().map_err(sled_error));
         }
         match &self.path {
             Some(path) => self.reopen(path),
@@ -28,7 +28,8 @@ impl SledStore {
     /// the writes the old one had not made durable. Fails, leaving the store closed, while
     /// the disk still refuses writes.
     fn reopen(&self, path: &Path) -> Result<(), StoreError> {
-        self.stop_loader();
+        let _no_flush = lock(&self.flushing);
+        self.stop_merger();
         // Everything closes before anything opens: sled locks the directory, and a disk
         // that failed can only be remounted once no file on it is open.
         drop(self.trees.write().unwrap_or_else(|p| p.into_inner()).take());
@@ -36,10 +37,16 @@ impl SledStore {
             journal.close();
         }
         let trees = Trees::open(path).map_err(|e| self.tag(sled_error(e)))?;
+        // Runs a failed flush or merge left half written are removed here.
+        self.runs
+            .reload(&trees, &self.filter)
+            .map_err(|e| self.tag(e))?;
         let replayed = self
             .unflushed
             .replay(&trees)
             .map_err(|e| self.tag(sled_error(e)))?;
+        // The records pending since before the failure, as a run, durable.
+        self.persist(&trees).map_err(|e| self.tag(e))?;
         trees.probe().map_err(|e| self.tag(sled_error(e)))?;
         if let Some(journal) = &self.journal {
             journal
@@ -52,9 +59,7 @@ impl SledStore {
             .store(trees.parked.len(), Ordering::SeqCst);
         *self.trees.write().unwrap_or_else(|p| p.into_inner()) = Some(trees);
         self.broken.store(false, Ordering::SeqCst);
-        if !self.filter.is_complete() {
-            self.start_filter_loader();
-        }
+        self.start_merger();
         tracing::info!(path = %path.display(), replayed, "idempotency store reopened");
         Ok(())
     }
