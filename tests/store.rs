@@ -45,7 +45,7 @@ fn records_survive_reopening() {
 }
 
 #[test]
-fn lookups_find_every_record_held_at_open_while_and_after_the_key_filter_loads() {
+fn lookups_find_every_record_held_at_open() {
     let dir = tempfile::tempdir().unwrap();
     let now = SystemTime::now();
     let keys: Vec<String> = (0..20_000).map(|i| format!("order-{i}")).collect();
@@ -59,19 +59,8 @@ fn lookups_find_every_record_held_at_open_while_and_after_the_key_filter_loads()
         store.flush().unwrap();
     }
     let store = SledStore::open(dir.path()).unwrap();
-    // Right after open the filter is still loading; a second later it is complete and
-    // answers for new keys without the tree. Both phases must find every record.
-    let started = std::time::Instant::now();
-    let mut rounds = 0;
-    while started.elapsed() < Duration::from_secs(1) || rounds < 2 {
-        for key in keys.iter().step_by(97) {
-            let state = store
-                .lookup(key.as_bytes(), SystemTime::UNIX_EPOCH)
-                .unwrap();
-            assert!(state.settled.is_some(), "{key} found (round {rounds})");
-        }
-        rounds += 1;
-    }
+    // The key filter is filled at open: it answers for new keys without the runs, and
+    // must not hide a key held.
     for key in &keys {
         assert!(store
             .lookup(key.as_bytes(), SystemTime::UNIX_EPOCH)
@@ -82,7 +71,89 @@ fn lookups_find_every_record_held_at_open_while_and_after_the_key_filter_loads()
     let new = store.lookup(b"never-seen", SystemTime::UNIX_EPOCH).unwrap();
     assert!(new.settled.is_none() && new.attempts.crashes == 0);
     drop(store);
-    SledStore::open(dir.path()).expect("reopens once dropped: the loader let go of the lock");
+    SledStore::open(dir.path()).expect("reopens once dropped: the merger let go of the lock");
+}
+
+#[test]
+fn records_settled_over_many_flushes_are_merged_and_found_after_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = SystemTime::now();
+    let key = |i: u32| format!("order-{i}");
+    let store = SledStore::open(dir.path()).unwrap();
+    for i in 0..20_000 {
+        store
+            .settle(key(i).as_bytes(), SettledOutcome::Processed, now)
+            .unwrap();
+        if i % 100 == 99 {
+            store.flush().unwrap(); // 200 flushes, a run each
+        }
+    }
+    // Background merges fold the runs to about log2(20,000).
+    let started = std::time::Instant::now();
+    while store.record_runs() > 15 && started.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(store.record_runs() <= 15, "{} runs", store.record_runs());
+    let found = |store: &SledStore| {
+        (0..20_000).all(|i| {
+            let state = store
+                .lookup(key(i).as_bytes(), SystemTime::UNIX_EPOCH)
+                .unwrap();
+            state.settled.is_some()
+        })
+    };
+    assert!(found(&store));
+    assert_eq!(store.stats().unwrap().settled, 20_000);
+    drop(store);
+    let store = SledStore::open(dir.path()).unwrap();
+    assert!(found(&store), "every record found after reopening");
+    assert_eq!(store.stats().unwrap().settled, 20_000);
+    let new = store
+        .lookup(b"order-20000", SystemTime::UNIX_EPOCH)
+        .unwrap();
+    assert!(new.settled.is_none());
+}
+
+/// Stores written before record runs kept one sled entry per key in the `records` tree;
+/// opening one moves them into a run.
+#[test]
+fn records_an_older_store_kept_one_per_key_are_moved_and_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let at_ms: u64 = 1_700_000_000_000;
+    {
+        let db = sled::open(dir.path()).unwrap();
+        let records = db.open_tree("records").unwrap();
+        for i in 0..500u32 {
+            let mut value = vec![b'p'];
+            value.extend_from_slice(&at_ms.to_be_bytes());
+            records.insert(format!("old-{i}"), value).unwrap();
+        }
+        records.insert("garbage", &b"??"[..]).unwrap();
+        db.flush().unwrap();
+    }
+    let store = SledStore::open(dir.path()).unwrap();
+    for i in 0..500u32 {
+        let state = store
+            .lookup(format!("old-{i}").as_bytes(), SystemTime::UNIX_EPOCH)
+            .unwrap();
+        let settled = state.settled.expect("moved record found");
+        assert_eq!(settled.outcome, SettledOutcome::Processed);
+        assert_eq!(
+            settled.at,
+            SystemTime::UNIX_EPOCH + Duration::from_millis(at_ms)
+        );
+    }
+    assert_eq!(
+        store.stats().unwrap().settled,
+        500,
+        "the unreadable one is dropped"
+    );
+    drop(store);
+    let db = sled::open(dir.path()).unwrap();
+    assert!(
+        db.open_tree("records").unwrap().is_empty(),
+        "moved, not copied"
+    );
 }
 
 #[test]
