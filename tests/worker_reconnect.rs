@@ -1,8 +1,9 @@
-//! Readiness follows the broker connection: a route whose RabbitMQ connection is lost is
-//! not ready until it has reconnected. (Its own binary: it closes every connection of
-//! the broker, which would disturb tests running beside it.)
+//! Readiness follows the broker connection: a route whose broker connection is lost is
+//! not ready until it has reconnected. (Its own binary: the Kafka test stops a broker.)
 #![cfg(feature = "worker")]
 
+#[path = "common/link.rs"]
+mod link;
 #[path = "common/rabbit.rs"]
 mod rabbit;
 #[path = "common/worker_proc.rs"]
@@ -22,25 +23,20 @@ async fn a_lost_connection_makes_the_route_not_ready_until_it_reconnects() {
     let queue = rabbit::unique("e2e-reconnect");
     let (connection, channel) = rabbit::channel().await;
     rabbit::declare(&channel, &queue).await;
+    // The worker reaches RabbitMQ through a link the test cuts: the route stays
+    // disconnected (each reconnect refused) until the test has seen it not ready.
+    let link = link::Link::start(broker_address(&rabbit::amqp_url())).await;
     let config = format!(
         r#"[routes.flaky-link]
-source.rabbitmq = {{ url = "{}", queue = "{queue}", reconnect = {{ initial = "3s", max = "3s" }} }}
+source.rabbitmq = {{ url = "{}", queue = "{queue}", reconnect = {{ initial = "500ms", max = "500ms" }} }}
 handler.http = {{ url = "http://127.0.0.1:1/" }}
 "#,
-        rabbit::amqp_url(),
+        through_link(&rabbit::amqp_url(), link.port()),
     );
     let worker = WorkerProc::start(&config);
     assert_eq!(readyz(&worker).0, 200);
-    let out = Command::new("rabbitmqctl")
-        .args(["close_all_connections", "seawall readiness test"])
-        .output()
-        .expect("this test closes connections with rabbitmqctl; run it on the machine that runs RabbitMQ (scripts/test.sh)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let deadline = Instant::now() + Duration::from_secs(3);
+    link.cut();
+    let deadline = Instant::now() + Duration::from_secs(20);
     let mut seen_down = None;
     while Instant::now() < deadline {
         let (code, body) = readyz(&worker);
@@ -55,6 +51,10 @@ handler.http = {{ url = "http://127.0.0.1:1/" }}
         body.contains("flaky-link: failed: lost the broker connection"),
         "{body}"
     );
+    // Refused reconnects keep it not ready.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(readyz(&worker).0, 503, "not ready while reconnects fail");
+    link.restore();
     let deadline = Instant::now() + Duration::from_secs(20);
     while readyz(&worker).0 != 200 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
@@ -65,6 +65,32 @@ handler.http = {{ url = "http://127.0.0.1:1/" }}
     drop(connection);
     let (_connection, channel) = rabbit::channel().await;
     rabbit::delete(&channel, &[&queue, &format!("{queue}.dlq")]).await;
+}
+
+/// `host:port` of an `amqp://user:pass@host:port/vhost` URL.
+fn broker_address(url: &str) -> String {
+    let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let after_user = after_scheme
+        .rsplit_once('@')
+        .map_or(after_scheme, |(_, rest)| rest);
+    let address = after_user.split('/').next().unwrap_or(after_user);
+    if address.contains(':') {
+        address.to_owned()
+    } else {
+        format!("{address}:5672")
+    }
+}
+
+/// The same URL with its host (and port) replaced by the link's loopback port.
+fn through_link(url: &str, port: u16) -> String {
+    let address = broker_address(url);
+    // A URL without a port names only the host; broker_address added 5672 to it.
+    let written = if url.contains(&address) {
+        address.as_str()
+    } else {
+        address.trim_end_matches(":5672")
+    };
+    url.replacen(written, &format!("127.0.0.1:{port}"), 1)
 }
 
 /// A private Kafka-API broker on its own port, so stopping it disturbs no other test.
