@@ -8,6 +8,7 @@ use sled::IVec;
 
 use super::block::{find, push_entry, BlockEntries, BLOCK_BYTES};
 use crate::store::error::{StoreError, StoreErrorKind};
+use crate::store::filter::probes;
 use crate::store::record::{millis, Record};
 use crate::store::sled_open::sled_error;
 
@@ -57,8 +58,6 @@ struct RunFilter {
     mask: u64,
 }
 
-const PROBES: u64 = 7;
-
 impl RunFilter {
     fn with_capacity(keys: u64) -> Self {
         let bits = keys.saturating_mul(10).next_power_of_two().max(64);
@@ -68,24 +67,15 @@ impl RunFilter {
         }
     }
 
-    fn probes(&self, hash: u64) -> impl Iterator<Item = (usize, u64)> + '_ {
-        let step = hash.rotate_left(32) | 1; // Odd, so the probes differ.
-        (0..PROBES).map(move |i| {
-            let bit = hash.wrapping_add(i.wrapping_mul(step)) & self.mask;
-            ((bit >> 6) as usize, 1u64 << (bit & 63))
-        })
-    }
-
     fn insert(&mut self, hash: u64) {
-        let probes: Vec<_> = self.probes(hash).collect();
-        for (word, mask) in probes {
+        // The probes borrow nothing of `self`, so the bits are set as they are computed.
+        for (word, mask) in probes(hash, self.mask) {
             self.bits[word] |= mask;
         }
     }
 
     fn may_contain(&self, hash: u64) -> bool {
-        self.probes(hash)
-            .all(|(word, mask)| self.bits[word] & mask != 0)
+        probes(hash, self.mask).all(|(word, mask)| self.bits[word] & mask != 0)
     }
 }
 
