@@ -1,5 +1,6 @@
 //! Kafka records as Seawall messages: adapters translate, they do not decide.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -8,7 +9,8 @@ use rdkafka::message::{BorrowedMessage, Header, Headers as _, Message as _, Owne
 use crate::message::{Headers, Message, Position};
 
 /// A Kafka record as a Seawall message: key, payload, headers and timestamp as they are.
-pub(super) fn to_message(record: &BorrowedMessage<'_>) -> Message {
+/// `topic` is the record's topic name, shared by every message of the topic.
+pub(super) fn to_message(record: &BorrowedMessage<'_>, topic: Arc<str>) -> Message {
     let mut headers = Headers::new();
     if let Some(list) = record.headers() {
         for header in list.iter() {
@@ -21,7 +23,7 @@ pub(super) fn to_message(record: &BorrowedMessage<'_>) -> Message {
     let mut message = Message::new(Bytes::copy_from_slice(record.payload().unwrap_or_default()))
         .with_headers(headers)
         .with_origin(
-            record.topic(),
+            topic,
             Position::Offset {
                 partition: record.partition(),
                 offset: record.offset(),

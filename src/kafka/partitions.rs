@@ -3,6 +3,7 @@
 //! the acks the pipeline settles.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -13,6 +14,10 @@ struct Owned {
     epoch: u64,
     /// Revoke in progress: no more dispatching, completions still count.
     draining: bool,
+    /// True while this epoch owns the partition and is not draining. Each ack holds a
+    /// copy, so the pipeline asks "revoked?" before every dispatch without the lock the
+    /// poll thread takes for every message.
+    dispatchable: Arc<AtomicBool>,
     /// Deliveries handed to the pipeline and not yet completed or abandoned.
     outstanding: usize,
 }
@@ -46,14 +51,19 @@ impl Partitions {
             let epoch = state.next_epoch;
             state.tracker.revoke(partition);
             state.committed.remove(partition);
-            state.owned.insert(
+            let previous = state.owned.insert(
                 partition.clone(),
                 Owned {
                     epoch,
                     draining: false,
+                    dispatchable: Arc::new(AtomicBool::new(true)),
                     outstanding: 0,
                 },
             );
+            // An assign without a revoke before it still ends the older epoch's acks.
+            if let Some(previous) = previous {
+                previous.dispatchable.store(false, Ordering::SeqCst);
+            }
         }
     }
 
@@ -79,19 +89,24 @@ impl Partitions {
         offset: i64,
         epoch: u64,
     ) -> KafkaAck {
-        if let Some(owned) = self
+        let dispatchable = match self
             .lock()
             .owned
             .get_mut(&partition)
             .filter(|o| o.epoch == epoch)
         {
-            owned.outstanding += 1;
-        }
+            Some(owned) => {
+                owned.outstanding += 1;
+                Arc::clone(&owned.dispatchable)
+            }
+            None => Arc::new(AtomicBool::new(false)),
+        };
         KafkaAck {
             partitions: Arc::clone(self),
             partition,
             offset,
             epoch,
+            dispatchable,
         }
     }
 
@@ -103,16 +118,12 @@ impl Partitions {
             if completed {
                 tracker.complete(partition, offset);
             }
-            self.settled.notify_all();
+            // Only a drain waits, and it marks the partition draining (under this lock)
+            // before it does: a wake per message would be a system call per message.
+            if owned.draining {
+                self.settled.notify_all();
+            }
         }
-    }
-
-    fn is_revoked(&self, partition: &PartitionId, epoch: u64) -> bool {
-        !self
-            .lock()
-            .owned
-            .get(partition)
-            .is_some_and(|o| o.epoch == epoch && !o.draining)
     }
 
     /// Offsets to commit: each owned partition's commit point that moved since the last
@@ -146,6 +157,7 @@ impl Partitions {
         for partition in partitions {
             if let Some(owned) = state.owned.get_mut(partition) {
                 owned.draining = true;
+                owned.dispatchable.store(false, Ordering::SeqCst);
             }
         }
         loop {
@@ -175,7 +187,9 @@ impl Partitions {
     pub(crate) fn revoke(&self, partitions: &[PartitionId]) {
         let mut state = self.lock();
         for partition in partitions {
-            state.owned.remove(partition);
+            if let Some(owned) = state.owned.remove(partition) {
+                owned.dispatchable.store(false, Ordering::SeqCst);
+            }
             state.committed.remove(partition);
             state.tracker.revoke(partition);
         }
@@ -194,12 +208,42 @@ impl Partitions {
     }
 }
 
+/// The partition ids the poll thread has seen, so a record reuses its partition's id
+/// (and topic name) instead of allocating them: this runs for every record.
+#[derive(Default)]
+pub(crate) struct PartitionIds {
+    seen: Vec<PartitionId>,
+}
+
+/// Partitions remembered at most; past it the list starts over (a pattern subscription
+/// can see topics come and go).
+const MAX_REMEMBERED: usize = 4096;
+
+impl PartitionIds {
+    pub(crate) fn get(&mut self, topic: &str, partition: i32) -> PartitionId {
+        let known = self
+            .seen
+            .iter()
+            .find(|id| id.partition == partition && &*id.topic == topic);
+        if let Some(id) = known {
+            return id.clone();
+        }
+        if self.seen.len() >= MAX_REMEMBERED {
+            self.seen.clear();
+        }
+        let id = PartitionId::new(topic, partition);
+        self.seen.push(id.clone());
+        id
+    }
+}
+
 /// Settles one Kafka delivery against the partition bookkeeping.
 pub(crate) struct KafkaAck {
     partitions: Arc<Partitions>,
     partition: PartitionId,
     offset: i64,
     epoch: u64,
+    dispatchable: Arc<AtomicBool>,
 }
 
 impl Settle for KafkaAck {
@@ -214,6 +258,70 @@ impl Settle for KafkaAck {
     }
 
     fn is_revoked(&self) -> bool {
-        self.partitions.is_revoked(&self.partition, self.epoch)
+        !self.dispatchable.load(Ordering::SeqCst)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn owned(topic: &str, n: i32) -> (Arc<Partitions>, PartitionId) {
+        let partitions = Arc::new(Partitions::default());
+        let id = PartitionId::new(topic, n);
+        partitions.assign(std::slice::from_ref(&id));
+        (partitions, id)
+    }
+
+    fn delivered(partitions: &Arc<Partitions>, id: &PartitionId, offset: i64) -> Box<KafkaAck> {
+        let epoch = partitions.track(id, offset).expect("owned");
+        Box::new(partitions.ack(id.clone(), offset, epoch))
+    }
+
+    #[test]
+    fn acks_are_revoked_by_a_drain_a_revoke_and_a_new_assignment() {
+        let (partitions, id) = owned("orders", 0);
+        let ack = delivered(&partitions, &id, 0);
+        assert!(!ack.is_revoked());
+        partitions.drain(std::slice::from_ref(&id), Duration::ZERO);
+        assert!(ack.is_revoked(), "draining: no more dispatching");
+
+        let (partitions, id) = owned("orders", 1);
+        let ack = delivered(&partitions, &id, 0);
+        partitions.revoke(std::slice::from_ref(&id));
+        assert!(ack.is_revoked(), "revoked");
+
+        let (partitions, id) = owned("orders", 2);
+        let older = delivered(&partitions, &id, 0);
+        partitions.assign(std::slice::from_ref(&id));
+        assert!(older.is_revoked(), "an older epoch's ack");
+        assert!(!delivered(&partitions, &id, 1).is_revoked());
+    }
+
+    #[test]
+    fn a_drain_returns_as_soon_as_the_last_delivery_settles() {
+        let (partitions, id) = owned("orders", 0);
+        let acks: Vec<_> = (0..3).map(|o| delivered(&partitions, &id, o)).collect();
+        let settler = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            for ack in acks {
+                ack.complete();
+            }
+        });
+        let began = Instant::now();
+        partitions.drain(std::slice::from_ref(&id), Duration::from_secs(30));
+        assert!(began.elapsed() < Duration::from_secs(30), "woken, not timed out");
+        settler.join().expect("settler");
+        assert_eq!(partitions.to_commit(None), [(id, 3)]);
+    }
+
+    #[test]
+    fn records_of_one_partition_share_its_id() {
+        let mut ids = PartitionIds::default();
+        let first = ids.get("orders", 0);
+        let again = ids.get("orders", 0);
+        assert!(Arc::ptr_eq(&first.topic, &again.topic));
+        assert_ne!(ids.get("orders", 1), first);
+        assert_ne!(ids.get("payments", 0), first);
     }
 }

@@ -22,7 +22,7 @@ use super::context::{commit, SeawallContext};
 use super::convert::to_message;
 use super::error::KafkaError;
 pub use super::lag::{Lag, Reachable};
-use super::partitions::Partitions;
+use super::partitions::{PartitionIds, Partitions};
 use crate::message::Message;
 use crate::source::{Ack, Delivery, Intake, Source, SourceError};
 use crate::tracker::PartitionId;
@@ -95,6 +95,7 @@ impl KafkaSource {
             left_alone: HashSet::new(),
             pending: VecDeque::new(),
             paused: false,
+            ids: PartitionIds::default(),
         };
         let thread = std::thread::Builder::new()
             .name("seawall-kafka-poll".into())
@@ -182,6 +183,7 @@ struct Poller {
     left_alone: HashSet<String>,
     pending: VecDeque<Fetched>,
     paused: bool,
+    ids: PartitionIds,
 }
 
 impl Poller {
@@ -203,7 +205,7 @@ impl Poller {
                     leave_alone(&mut self.left_alone, record.topic());
                 }
                 Some(Ok(record)) => {
-                    if let Some(fetched) = fetch(&self.partitions, &record) {
+                    if let Some(fetched) = fetch(&self.partitions, &mut self.ids, &record) {
                         self.pending.push_back(fetched);
                     }
                 }
@@ -375,12 +377,16 @@ fn leave_alone(left_alone: &mut HashSet<String>, topic: &str) {
 }
 
 /// Tracks a fetched record; `None` if its partition is not (or no longer) ours.
-fn fetch(partitions: &Partitions, record: &BorrowedMessage<'_>) -> Option<Fetched> {
-    let partition = PartitionId::new(record.topic(), record.partition());
+fn fetch(
+    partitions: &Partitions,
+    ids: &mut PartitionIds,
+    record: &BorrowedMessage<'_>,
+) -> Option<Fetched> {
+    let partition = ids.get(record.topic(), record.partition());
     let offset = record.offset();
     let epoch = partitions.track(&partition, offset)?;
     Some(Fetched {
-        message: to_message(record),
+        message: to_message(record, Arc::clone(&partition.topic)),
         partition,
         offset,
         epoch,
