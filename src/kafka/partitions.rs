@@ -310,7 +310,10 @@ mod tests {
         });
         let began = Instant::now();
         partitions.drain(std::slice::from_ref(&id), Duration::from_secs(30));
-        assert!(began.elapsed() < Duration::from_secs(30), "woken, not timed out");
+        assert!(
+            began.elapsed() < Duration::from_secs(30),
+            "woken, not timed out"
+        );
         settler.join().expect("settler");
         assert_eq!(partitions.to_commit(None), [(id, 3)]);
     }
