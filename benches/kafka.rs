@@ -2,7 +2,8 @@
 //!
 //! (a) a plain rdkafka consumer committing every 1,000 messages, and (b) Seawall with a
 //! no-op handler, idempotency (sled) and per-key ordering on, each consuming the same
-//! 200,000 small messages from one topic in the same run; (c) a 10 ms handler on a single
+//! 200,000 small messages from one topic in the same run, and (b') the same as (b) with
+//! idempotency off, to show what the store's part costs; (c) a 10 ms handler on a single
 //! partition with 1,000 keys and `max_in_flight` 1,000, against the partition-serial rate
 //! (100 msg/s) and the bound `max_in_flight / latency` (100,000 msg/s).
 //!
@@ -107,13 +108,15 @@ fn plain(topic: &str, count: u32) -> Duration {
     start.elapsed()
 }
 
+/// `run` names the consumer group, so each run reads the topic from the start.
 async fn seawall(
     topic: &str,
+    run: &str,
     count: u32,
     config: PipelineConfig,
     delay: Option<Duration>,
 ) -> Duration {
-    let kafka = KafkaConfig::new(brokers(), name(&format!("{topic}-group")), &[topic]);
+    let kafka = KafkaConfig::new(brokers(), name(&format!("{topic}-{run}")), &[topic]);
     let dir = tempfile::tempdir().expect("temp dir");
     let pipeline = Pipeline::builder()
         .source(KafkaSource::connect(kafka.clone()).expect("source"))
@@ -169,10 +172,15 @@ fn main() {
             max_buffered: count as usize + 1,
             ..PipelineConfig::default()
         };
-        let ours = seawall(&topic, count, roomy, None).await;
+        let ours = seawall(&topic, "checked", count, roomy.clone(), None).await;
+        // The same without idempotency: what the store's work costs, next to the rest.
+        let mut unchecked = roomy;
+        unchecked.idempotency.enabled = false;
+        let bare = seawall(&topic, "unchecked", count, unchecked, None).await;
         println!("kafka/plain_rdkafka: {count} messages in {plain:.2?}: {:.0} msg/s", rate(count, plain));
         println!("kafka/seawall:       {count} messages in {ours:.2?}: {:.0} msg/s", rate(count, ours));
         println!("kafka/ratio:         {:.0}% of the plain consumer (target 80%)", 100.0 * rate(count, ours) / rate(count, plain));
+        println!("kafka/seawall_without_idempotency: {count} messages in {bare:.2?}: {:.0} msg/s = {:.0}% of the plain consumer", rate(count, bare), 100.0 * rate(count, bare) / rate(count, plain));
 
         let slow = 20_000;
         let topic = name("slow");
@@ -182,7 +190,7 @@ fn main() {
             max_buffered: slow as usize + 1,
             ..PipelineConfig::default()
         };
-        let took = seawall(&topic, slow, config, Some(Duration::from_millis(10))).await;
+        let took = seawall(&topic, "slow", slow, config, Some(Duration::from_millis(10))).await;
         let r = rate(slow, took);
         println!(
             "kafka/slow_handler: {slow} messages, 1 partition, 1000 keys, 10 ms handler: {r:.0} msg/s = {:.0}x the partition-serial 100 msg/s, {:.0}% of the 100,000 msg/s bound",
