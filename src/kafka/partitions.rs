@@ -212,7 +212,10 @@ impl Partitions {
 /// (and topic name) instead of allocating them: this runs for every record.
 #[derive(Default)]
 pub(crate) struct PartitionIds {
-    seen: Vec<PartitionId>,
+    /// Records come in runs from one partition: the last one is checked first.
+    last: Option<PartitionId>,
+    by_topic: HashMap<Arc<str>, HashMap<i32, PartitionId>>,
+    remembered: usize,
 }
 
 /// Partitions remembered at most; past it the list starts over (a pattern subscription
@@ -221,18 +224,37 @@ const MAX_REMEMBERED: usize = 4096;
 
 impl PartitionIds {
     pub(crate) fn get(&mut self, topic: &str, partition: i32) -> PartitionId {
+        if let Some(last) = &self.last {
+            if last.partition == partition && &*last.topic == topic {
+                return last.clone();
+            }
+        }
         let known = self
-            .seen
-            .iter()
-            .find(|id| id.partition == partition && &*id.topic == topic);
-        if let Some(id) = known {
-            return id.clone();
+            .by_topic
+            .get(topic)
+            .and_then(|partitions| partitions.get(&partition));
+        let id = match known {
+            Some(id) => id.clone(),
+            None => self.remember(topic, partition),
+        };
+        self.last = Some(id.clone());
+        id
+    }
+
+    fn remember(&mut self, topic: &str, partition: i32) -> PartitionId {
+        if self.remembered >= MAX_REMEMBERED {
+            self.by_topic.clear();
+            self.remembered = 0;
         }
-        if self.seen.len() >= MAX_REMEMBERED {
-            self.seen.clear();
-        }
-        let id = PartitionId::new(topic, partition);
-        self.seen.push(id.clone());
+        let id = match self.by_topic.get_key_value(topic) {
+            Some((name, _)) => PartitionId::new(Arc::clone(name), partition),
+            None => PartitionId::new(topic, partition),
+        };
+        self.by_topic
+            .entry(Arc::clone(&id.topic))
+            .or_default()
+            .insert(partition, id.clone());
+        self.remembered += 1;
         id
     }
 }
@@ -324,7 +346,10 @@ mod tests {
         let first = ids.get("orders", 0);
         let again = ids.get("orders", 0);
         assert!(Arc::ptr_eq(&first.topic, &again.topic));
-        assert_ne!(ids.get("orders", 1), first);
-        assert_ne!(ids.get("payments", 0), first);
+        let other = ids.get("orders", 1);
+        assert_eq!(other, PartitionId::new("orders", 1));
+        assert!(Arc::ptr_eq(&first.topic, &other.topic), "one topic name");
+        assert_eq!(ids.get("payments", 0), PartitionId::new("payments", 0));
+        assert!(Arc::ptr_eq(&ids.get("orders", 0).topic, &first.topic));
     }
 }
