@@ -83,11 +83,23 @@ impl Pending {
     }
 }
 
-/// Sealed entries as a source for a run writer, newest first.
-pub(super) fn sealed_sources(sealed: &[Arc<Entries>]) -> Vec<Source<'static>> {
-    sealed.iter().rev().cloned().map(entries_source).collect()
+/// Sealed entries as a source for a run writer, newest first. Borrowed: the flush holds
+/// them until its run is written, so they are not copied a second time.
+pub(super) fn sealed_sources(sealed: &[Arc<Entries>]) -> Vec<Source<'_>> {
+    sealed
+        .iter()
+        .rev()
+        .map(|entries| -> Source<'_> {
+            Box::new(
+                entries
+                    .iter()
+                    .map(|(key, record)| Ok((key.clone(), *record))),
+            )
+        })
+        .collect()
 }
 
+/// A snapshot's entries as a source that owns them.
 fn entries_source(entries: Arc<Entries>) -> Source<'static> {
     let copied: Vec<_> = entries
         .iter()

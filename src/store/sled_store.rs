@@ -167,7 +167,7 @@ impl SledStore {
         self.path.as_deref()
     }
 
-    /// How many record runs a lookup may read from (about three per factor of four in
+    /// How many record runs a lookup may read from (at most seven per factor of eight in
     /// size, once background merges catch up).
     pub fn record_runs(&self) -> usize {
         self.runs.count()

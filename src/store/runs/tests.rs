@@ -83,7 +83,7 @@ fn flushes_of_very_different_sizes_do_not_pile_up_runs() {
     let runs = RecordRuns::load(&trees, &KeyFilter::new()).unwrap();
     let mut next = 0u32;
     for flush_no in 0..120u32 {
-        // 1, 200, 7, 1,000, ...: no four neighbours of about the same size.
+        // 1, 200, 7, 1,000, ...: never eight neighbours of about the same size.
         let size = [1, 200, 7, 1_000][flush_no as usize % 4] * (1 + flush_no / 4);
         flush(&runs, &trees, entries(next..next + size, 1));
         next += size;
