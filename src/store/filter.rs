@@ -12,6 +12,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 const BITS_LOG2: u32 = 24;
 /// Bits set per key, here and in each run's filter: about the optimum for 10 bits a key.
 pub(super) const PROBES: u64 = 7;
+/// The key filter keeps each key's bits in one block of eight words (one 64-byte cache
+/// line), so an insert touches one line of the 2 MiB filter instead of seven: every
+/// message inserts its key, and seven cache misses cost more than the rest of the check.
+/// The price is a slightly higher false-positive rate (about 1.2% instead of 0.9% at
+/// 1.7 million keys).
+const BLOCK_WORDS: usize = 8;
+const BLOCK_BITS_MASK: u64 = (BLOCK_WORDS as u64 * 64) - 1;
 
 /// The bits a key with `hash` sets in a filter of `mask + 1` bits (a power of two), as
 /// (word, bit mask) pairs. Double hashing: probe i is h1 + i·h2, h2 odd so the probes
@@ -24,39 +31,61 @@ pub(super) fn probes(hash: u64, mask: u64) -> impl Iterator<Item = (usize, u64)>
     })
 }
 
+/// The bits a key with `hash` sets inside its block, as (word, bit mask) pairs: hash
+/// bits 32..48 pick the block (see [`KeyFilter::probes`]), bits 0..32 and 48..64 are h1
+/// and h2 of the double hashing inside it.
+fn block_probes(hash: u64) -> impl Iterator<Item = (usize, u64)> {
+    let (start, step) = (hash & 0xffff_ffff, (hash >> 48) | 1);
+    (0..PROBES).map(move |i| {
+        let bit = start.wrapping_add(i * step) & BLOCK_BITS_MASK;
+        ((bit >> 6) as usize, 1u64 << (bit & 63))
+    })
+}
+
+/// One cache line of the key filter. Aligned, so a block is never split over two lines.
+#[repr(align(64))]
+struct Block([AtomicU64; BLOCK_WORDS]);
+
 /// Set-only bits, shared by every thread without a lock.
 pub(crate) struct KeyFilter {
-    bits: Box<[AtomicU64]>,
+    blocks: Box<[Block]>,
     hasher: std::hash::RandomState,
 }
 
 impl KeyFilter {
     pub(crate) fn new() -> Self {
-        let words = 1usize << (BITS_LOG2 - 6);
+        let blocks = 1usize << (BITS_LOG2 - 9);
         Self {
-            bits: (0..words).map(|_| AtomicU64::new(0)).collect(),
+            blocks: (0..blocks)
+                .map(|_| Block(std::array::from_fn(|_| AtomicU64::new(0))))
+                .collect(),
             hasher: std::hash::RandomState::new(),
         }
     }
 
-    fn probes(&self, key: &[u8]) -> impl Iterator<Item = (usize, u64)> {
+    /// The block of `key` and the bits it sets there.
+    fn probes(&self, key: &[u8]) -> (&Block, impl Iterator<Item = (usize, u64)>) {
         let mut hasher = self.hasher.build_hasher();
         hasher.write(key);
-        probes(hasher.finish(), (1u64 << BITS_LOG2) - 1)
+        let hash = hasher.finish();
+        // Masked with a power of two, so always in range.
+        let block = &self.blocks[(hash >> 32) as usize & (self.blocks.len() - 1)];
+        (block, block_probes(hash))
     }
 
     /// Adds `key`. Call before the key's record is written, so no lookup can find the
     /// record's key missing from the filter.
     pub(crate) fn insert(&self, key: &[u8]) {
-        for (word, mask) in self.probes(key) {
-            self.bits[word].fetch_or(mask, Ordering::Relaxed);
+        let (block, probes) = self.probes(key);
+        for (word, mask) in probes {
+            block.0[word].fetch_or(mask, Ordering::Relaxed);
         }
     }
 
     /// False only if `key` was certainly never inserted.
     pub(crate) fn may_contain(&self, key: &[u8]) -> bool {
-        self.probes(key)
-            .all(|(word, mask)| self.bits[word].load(Ordering::Relaxed) & mask != 0)
+        let (block, mut probes) = self.probes(key);
+        probes.all(|(word, mask)| block.0[word].load(Ordering::Relaxed) & mask != 0)
     }
 }
 
@@ -75,5 +104,18 @@ mod tests {
             .filter(|i| filter.may_contain(format!("other-{i}").as_bytes()))
             .count();
         assert!(false_positives < 100, "{false_positives} false positives");
+    }
+
+    #[test]
+    fn stays_near_one_percent_false_positives_at_its_design_load() {
+        let filter = KeyFilter::new();
+        for i in 0..1_700_000 {
+            filter.insert(format!("order-{i}").as_bytes());
+        }
+        let false_positives = (0..100_000)
+            .filter(|i| filter.may_contain(format!("other-{i}").as_bytes()))
+            .count();
+        // About 1,100 expected; bits spread badly inside a block would show far more.
+        assert!(false_positives < 1_500, "{false_positives} false positives");
     }
 }
