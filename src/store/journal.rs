@@ -32,8 +32,38 @@ const CLEAR: u8 = 0;
 struct Slots {
     /// Each key inside a handler: its slot and when its attempt started.
     by_key: HashMap<Bytes, (u64, SystemTime)>,
+    /// Taken last-freed first, so a slot a settled message left set is usually
+    /// overwritten by the next entry soon after.
     free: Vec<u64>,
+    /// By slot: free, but still set in the file (its message settled, see
+    /// [`InflightJournal::leave_settled`]).
+    stale: Vec<bool>,
     next: u64,
+}
+
+impl Slots {
+    /// A free slot (or a new one at the end of the file), no longer stale: its entry is
+    /// about to be written over it.
+    fn take(&mut self) -> u64 {
+        let slot = self.free.pop().unwrap_or_else(|| {
+            self.next += 1;
+            self.stale.push(false);
+            self.next - 1
+        });
+        self.mark(slot, false);
+        slot
+    }
+
+    fn give_back(&mut self, slot: u64, stale: bool) {
+        self.free.push(slot);
+        self.mark(slot, stale);
+    }
+
+    fn mark(&mut self, slot: u64, stale: bool) {
+        if let Some(flag) = self.stale.get_mut(slot as usize) {
+            *flag = stale;
+        }
+    }
 }
 
 /// A file of fixed-size slots, one per message inside a handler.
@@ -113,9 +143,10 @@ impl InflightJournal {
     pub(crate) fn reopen(&self, path: &Path) -> Result<(), StoreError> {
         // The slots stay locked until the new file is in place, so no entry made or
         // cleared meanwhile is missed.
-        let slots = self.lock();
+        let mut slots = self.lock();
         let file = open_file(path).map_err(io)?;
         file.set_len(0).map_err(io)?;
+        slots.stale.fill(false);
         for (key, (slot, at)) in &slots.by_key {
             write_entry(&file, key, *slot, *at).map_err(io)?;
         }
@@ -142,13 +173,7 @@ impl InflightJournal {
             if slots.by_key.contains_key(key) {
                 return Ok(());
             }
-            let slot = match slots.free.pop() {
-                Some(slot) => slot,
-                None => {
-                    slots.next += 1;
-                    slots.next - 1
-                }
-            };
+            let slot = slots.take();
             slots
                 .by_key
                 .insert(Bytes::copy_from_slice(key), (slot, now));
@@ -157,25 +182,72 @@ impl InflightJournal {
         // Written outside the lock: this runs before every handler call.
         let written = self.with_file(|file| write_entry(file, key, slot, now));
         if written.is_err() {
-            // Not entered after all, so a retry writes the entry again.
+            // Not entered after all, so a retry writes the entry again. What the slot
+            // holds now is unknown: it is cleared with the stale ones.
             let mut slots = self.lock();
             slots.by_key.remove(key);
-            slots.free.push(slot);
+            slots.give_back(slot, true);
         }
         written
     }
 
-    /// Marks `key` as no longer inside a handler.
+    /// Marks `key` as no longer inside a handler: its call failed, and it may wait a
+    /// while for its retry, so the slot is cleared now.
     pub(crate) fn leave(&self, key: &[u8]) -> Result<(), StoreError> {
-        let Some(&(slot, _)) = self.lock().by_key.get(key) else {
+        let Some((key, (slot, at))) = self.lock().by_key.remove_entry(key) else {
             return Ok(());
         };
-        // Until its clear is written the key stays entered, so a retry clears it.
-        self.with_file(|file| file.write_all_at(&[CLEAR], slot * SLOT as u64))?;
+        // The slot is freed only once its clear is written: an entry written into it
+        // before that would be cleared with it.
+        let cleared = self.with_file(|file| file.write_all_at(&[CLEAR], slot * SLOT as u64));
         let mut slots = self.lock();
-        slots.by_key.remove(key);
-        slots.free.push(slot);
+        match cleared {
+            Ok(()) => slots.give_back(slot, false),
+            // Still entered, so a retry clears it.
+            Err(_) => {
+                slots.by_key.insert(key, (slot, at));
+            }
+        }
+        cleared
+    }
+
+    /// Marks `key`, whose message just settled, as no longer inside a handler, without
+    /// writing: the slot stays set in the file until the next entry overwrites it or
+    /// [`clear_stale`](Self::clear_stale) clears it. That saves a write per message;
+    /// until then a crash counts the message as one it died on, which is what it is to
+    /// the broker too (its completion is released only after the next flush, which
+    /// clears its slot first), and a settled record found at start-up outranks the slot.
+    pub(crate) fn leave_settled(&self, key: &[u8]) {
+        let mut slots = self.lock();
+        if let Some((slot, _)) = slots.by_key.remove(key) {
+            slots.give_back(slot, true);
+        }
+    }
+
+    /// Clears the slots settled messages left set. Called by every flush, before the
+    /// completions it releases.
+    pub(crate) fn clear_stale(&self) -> Result<(), StoreError> {
+        // Under the lock, so no entry is written into a slot while it is cleared.
+        let mut slots = self.lock();
+        let Slots { free, stale, .. } = &mut *slots;
+        for &slot in free.iter() {
+            let Some(flag) = stale.get_mut(slot as usize).filter(|flag| **flag) else {
+                continue;
+            };
+            self.with_file(|file| file.write_all_at(&[CLEAR], slot * SLOT as u64))?;
+            *flag = false;
+        }
         Ok(())
+    }
+}
+
+impl Drop for InflightJournal {
+    fn drop(&mut self) {
+        // A store let go without a crash leaves no settled message behind as one it died
+        // on. If this fails, they are counted once; nothing else is lost.
+        if let Err(err) = self.clear_stale() {
+            tracing::debug!(error = %err, "in-flight journal: stale slots not cleared");
+        }
     }
 }
 
@@ -232,6 +304,43 @@ mod tests {
         drop(journal);
         assert!(InflightJournal::open(&path).unwrap().1.is_empty());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn left_behind(path: &Path) -> Vec<Bytes> {
+        let mut keys: Vec<_> = InflightJournal::open(path)
+            .unwrap()
+            .1
+            .into_iter()
+            .map(|(key, _)| key)
+            .collect();
+        keys.sort();
+        keys
+    }
+
+    #[test]
+    fn settled_slots_stay_set_until_overwritten_or_cleared() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("inflight.journal");
+        let now = from_millis(1_700_000_000_000);
+        let (journal, _) = InflightJournal::open(&path).unwrap();
+        for key in ["a", "b", "c"] {
+            journal.enter(key.as_bytes(), now).unwrap();
+        }
+        journal.leave_settled(b"a");
+        journal.leave_settled(b"b");
+        // Nothing written yet: a crash now would report all three.
+        assert_eq!(left_behind(&path), ["a", "b", "c"]);
+        // The next entry takes the slot freed last (b's) and overwrites it.
+        journal.enter(b"d", now).unwrap();
+        assert_eq!(left_behind(&path), ["a", "c", "d"]);
+        journal.clear_stale().unwrap();
+        assert_eq!(left_behind(&path), ["c", "d"]);
+        // A failed call's slot is cleared at once.
+        journal.leave(b"c").unwrap();
+        assert_eq!(left_behind(&path), ["d"]);
+        journal.leave_settled(b"d");
+        drop(journal);
+        assert!(left_behind(&path).is_empty(), "dropping the journal clears");
     }
 
     #[test]

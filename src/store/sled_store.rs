@@ -266,7 +266,10 @@ impl IdempotencyStore for SledStore {
         self.filter.insert(&key);
         self.pending
             .put(&key, Record::Settled(Settled { outcome, at: now }));
-        self.end_attempt(&key)
+        if let Some(journal) = &self.journal {
+            journal.leave_settled(&key);
+        }
+        Ok(())
     }
 
     fn park(&self, ordering_key: &[u8], record: &ParkRecord) -> Result<(), StoreError> {
@@ -321,6 +324,8 @@ impl IdempotencyStore for SledStore {
 
     fn flush(&self) -> Result<(), StoreError> {
         let _one = lock(&self.flushing);
+        // Before the completions this flush releases: see `InflightJournal::leave_settled`.
+        self.journal_op(InflightJournal::clear_stale)?;
         let covered = self.unflushed.take_all();
         let result = self.with(|trees| self.persist(trees));
         if result.is_err() {
