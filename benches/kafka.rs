@@ -5,7 +5,9 @@
 //! 200,000 small messages from one topic in the same run, and (b') the same as (b) with
 //! idempotency off, to show what the store's part costs; (c) a 10 ms handler on a single
 //! partition with 1,000 keys and `max_in_flight` 1,000, against the partition-serial rate
-//! (100 msg/s) and the bound `max_in_flight / latency` (100,000 msg/s).
+//! (100 msg/s) and the bound `max_in_flight / latency` (100,000 msg/s). Each of (a), (b)
+//! and (b') also reports the CPU time this process used per message, which varies less
+//! from run to run than the rate on a machine whose cores the broker shares.
 //!
 //! Run: `eval "$(scripts/brokers.sh)"; cargo bench --bench kafka`
 
@@ -73,7 +75,40 @@ async fn fill(topic: &str, partitions: i32, count: u32, keys: u32, batch: u32) {
     deliveries::await_all(&mut pending).await;
 }
 
-fn plain(topic: &str, count: u32) -> Duration {
+/// CPU time this process has used (user and system, every thread): on a machine whose
+/// cores the broker shares, the cost per message varies less from run to run than the
+/// rate does.
+fn cpu_time() -> Duration {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage fills the struct it is given; zeroed is a valid rusage.
+    let usage = unsafe {
+        libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr());
+        usage.assume_init()
+    };
+    let time = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+    };
+    time(usage.ru_utime) + time(usage.ru_stime)
+}
+
+/// How long a run took and the CPU time it used.
+#[derive(Clone, Copy)]
+struct Took {
+    wall: Duration,
+    cpu: Duration,
+}
+
+impl Took {
+    fn rate(&self, count: u32) -> f64 {
+        f64::from(count) / self.wall.as_secs_f64()
+    }
+
+    fn cpu_per_message(&self, count: u32) -> f64 {
+        self.cpu.as_secs_f64() * 1e6 / f64::from(count)
+    }
+}
+
+fn plain(topic: &str, count: u32) -> Took {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers())
         .set("group.id", name("plain-group"))
@@ -82,7 +117,7 @@ fn plain(topic: &str, count: u32) -> Duration {
         .create()
         .expect("consumer");
     consumer.subscribe(&[topic]).expect("subscribe");
-    let start = Instant::now();
+    let (start, cpu) = (Instant::now(), cpu_time());
     let mut seen = 0;
     let mut offsets = TopicPartitionList::new();
     while seen < count {
@@ -105,7 +140,10 @@ fn plain(topic: &str, count: u32) -> Duration {
             }
         }
     }
-    start.elapsed()
+    Took {
+        wall: start.elapsed(),
+        cpu: cpu_time() - cpu,
+    }
 }
 
 /// `run` names the consumer group, so each run reads the topic from the start.
@@ -115,7 +153,7 @@ async fn seawall(
     count: u32,
     config: PipelineConfig,
     delay: Option<Duration>,
-) -> Duration {
+) -> Took {
     let kafka = KafkaConfig::new(brokers(), name(&format!("{topic}-{run}")), &[topic]);
     let dir = tempfile::tempdir().expect("temp dir");
     let pipeline = Pipeline::builder()
@@ -137,7 +175,7 @@ async fn seawall(
     while handle.stats().received == 0 {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    let start = Instant::now();
+    let (start, cpu) = (Instant::now(), cpu_time());
     while handle.stats().processed < u64::from(count) {
         if start.elapsed() > Duration::from_secs(300) {
             println!("kafka bench: gave up after 300 s with {:?}", handle.stats());
@@ -145,10 +183,13 @@ async fn seawall(
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    let elapsed = start.elapsed();
+    let took = Took {
+        wall: start.elapsed(),
+        cpu: cpu_time() - cpu,
+    };
     handle.shutdown();
     run.await.expect("task").expect("run");
-    elapsed
+    took
 }
 
 fn main() {
@@ -163,7 +204,6 @@ fn main() {
         let count = 200_000;
         let topic = name("volume");
         fill(&topic, 4, count, 1000, 10_000).await;
-        let rate = |n: u32, d: Duration| f64::from(n) / d.as_secs_f64();
         let plain = plain(&topic, count);
         // Room for the whole run, so intake never pauses the partitions: a resumed fetch
         // starts inside a batch, which tansu 0.6 answers with the next batch (losing the
@@ -177,10 +217,19 @@ fn main() {
         let mut unchecked = roomy;
         unchecked.idempotency.enabled = false;
         let bare = seawall(&topic, "unchecked", count, unchecked, None).await;
-        println!("kafka/plain_rdkafka: {count} messages in {plain:.2?}: {:.0} msg/s", rate(count, plain));
-        println!("kafka/seawall:       {count} messages in {ours:.2?}: {:.0} msg/s", rate(count, ours));
-        println!("kafka/ratio:         {:.0}% of the plain consumer (target 80%)", 100.0 * rate(count, ours) / rate(count, plain));
-        println!("kafka/seawall_without_idempotency: {count} messages in {bare:.2?}: {:.0} msg/s = {:.0}% of the plain consumer", rate(count, bare), 100.0 * rate(count, bare) / rate(count, plain));
+        let line = |name: &str, took: Took| {
+            println!(
+                "kafka/{name}: {count} messages in {:.2?}: {:.0} msg/s, {:.1} µs CPU per message ({:.0}% of the plain consumer's rate)",
+                took.wall,
+                took.rate(count),
+                took.cpu_per_message(count),
+                100.0 * took.rate(count) / plain.rate(count)
+            )
+        };
+        line("plain_rdkafka", plain);
+        line("seawall", ours);
+        line("seawall_without_idempotency", bare);
+        println!("kafka/ratio: {:.0}% of the plain consumer (target 80%)", 100.0 * ours.rate(count) / plain.rate(count));
 
         let slow = 20_000;
         let topic = name("slow");
@@ -191,7 +240,7 @@ fn main() {
             ..PipelineConfig::default()
         };
         let took = seawall(&topic, "slow", slow, config, Some(Duration::from_millis(10))).await;
-        let r = rate(slow, took);
+        let r = took.rate(slow);
         println!(
             "kafka/slow_handler: {slow} messages, 1 partition, 1000 keys, 10 ms handler: {r:.0} msg/s = {:.0}x the partition-serial 100 msg/s, {:.0}% of the 100,000 msg/s bound",
             r / 100.0,
