@@ -115,7 +115,7 @@ mod tests {
         let false_positives = (0..100_000)
             .filter(|i| filter.may_contain(format!("other-{i}").as_bytes()))
             .count();
-        // About 1,100 expected; bits spread badly inside a block would show far more.
+        // About 1,200 expected; bits spread badly inside a block would show far more.
         assert!(false_positives < 1_500, "{false_positives} false positives");
     }
 }

@@ -44,8 +44,10 @@ pub trait IdempotencyStore: Send + Sync + 'static {
 
     /// Records that a handler call for `key` starts. Once this returns, the record must
     /// survive a crash of this process without a flush: if the process dies before
-    /// [`end_attempt`](IdempotencyStore::end_attempt) or
-    /// [`settle`](IdempotencyStore::settle), the next run counts a crash for `key`.
+    /// [`end_attempt`](IdempotencyStore::end_attempt), or before the
+    /// [`flush`](IdempotencyStore::flush) that makes a [`settle`](IdempotencyStore::settle)
+    /// durable, the next run counts a crash for `key` (a store may also forget it at
+    /// `settle`).
     fn begin_attempt(&self, key: &[u8], now: SystemTime) -> Result<(), StoreError>;
 
     /// Records that the handler call returned (with a failure).
