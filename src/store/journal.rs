@@ -9,6 +9,7 @@
 //! messages the last run died on.
 
 use std::borrow::Cow;
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::Read;
@@ -32,6 +33,12 @@ const CLEAR: u8 = 0;
 struct Slots {
     /// Each key inside a handler: its slot and when its attempt started.
     by_key: HashMap<Bytes, (u64, SystemTime)>,
+    pool: SlotPool,
+}
+
+/// The slots not held by a key.
+#[derive(Default)]
+struct SlotPool {
     /// Taken last-freed first, so a slot a settled message left set is usually
     /// overwritten by the next entry soon after.
     free: Vec<u64>,
@@ -41,7 +48,7 @@ struct Slots {
     next: u64,
 }
 
-impl Slots {
+impl SlotPool {
     /// A free slot (or a new one at the end of the file), no longer stale: its entry is
     /// about to be written over it.
     fn take(&mut self) -> u64 {
@@ -146,7 +153,7 @@ impl InflightJournal {
         let mut slots = self.lock();
         let file = open_file(path).map_err(io)?;
         file.set_len(0).map_err(io)?;
-        slots.stale.fill(false);
+        slots.pool.stale.fill(false);
         for (key, (slot, at)) in &slots.by_key {
             write_entry(&file, key, *slot, *at).map_err(io)?;
         }
@@ -170,13 +177,13 @@ impl InflightJournal {
     pub(crate) fn enter(&self, key: &[u8], now: SystemTime) -> Result<(), StoreError> {
         let slot = {
             let mut slots = self.lock();
-            if slots.by_key.contains_key(key) {
-                return Ok(());
-            }
-            let slot = slots.take();
-            slots
-                .by_key
-                .insert(Bytes::copy_from_slice(key), (slot, now));
+            let Slots { by_key, pool } = &mut *slots;
+            // One hash per call: the key is copied before the check, which only a
+            // duplicate entry (already inside a handler) wastes.
+            let (slot, _) = match by_key.entry(Bytes::copy_from_slice(key)) {
+                Entry::Occupied(_) => return Ok(()),
+                Entry::Vacant(vacant) => *vacant.insert((pool.take(), now)),
+            };
             slot
         };
         // Written outside the lock: this runs before every handler call.
@@ -186,7 +193,7 @@ impl InflightJournal {
             // holds now is unknown: it is cleared with the stale ones.
             let mut slots = self.lock();
             slots.by_key.remove(key);
-            slots.give_back(slot, true);
+            slots.pool.give_back(slot, true);
         }
         written
     }
@@ -202,7 +209,7 @@ impl InflightJournal {
         let cleared = self.with_file(|file| file.write_all_at(&[CLEAR], slot * SLOT as u64));
         let mut slots = self.lock();
         match cleared {
-            Ok(()) => slots.give_back(slot, false),
+            Ok(()) => slots.pool.give_back(slot, false),
             // Still entered, so a retry clears it.
             Err(_) => {
                 slots.by_key.insert(key, (slot, at));
@@ -220,7 +227,7 @@ impl InflightJournal {
     pub(crate) fn leave_settled(&self, key: &[u8]) {
         let mut slots = self.lock();
         if let Some((slot, _)) = slots.by_key.remove(key) {
-            slots.give_back(slot, true);
+            slots.pool.give_back(slot, true);
         }
     }
 
@@ -229,7 +236,7 @@ impl InflightJournal {
     pub(crate) fn clear_stale(&self) -> Result<(), StoreError> {
         // Under the lock, so no entry is written into a slot while it is cleared.
         let mut slots = self.lock();
-        let Slots { free, stale, .. } = &mut *slots;
+        let SlotPool { free, stale, .. } = &mut slots.pool;
         for &slot in free.iter() {
             let Some(flag) = stale.get_mut(slot as usize).filter(|flag| **flag) else {
                 continue;
