@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -23,7 +24,14 @@ impl Durability {
     pub(crate) async fn release(&self, ack: Ack) {
         // If the flusher is gone the ack comes back and is dropped, abandoning it: the
         // broker redelivers and the store deduplicates.
-        let _ = self.tx.send(ack).await;
+        match self.tx.try_send(ack) {
+            Ok(()) | Err(TrySendError::Closed(_)) => {}
+            // Boxed: waiting for room is rare, and its state would otherwise sit in every
+            // message's task.
+            Err(TrySendError::Full(ack)) => {
+                let _ = Box::pin(self.tx.send(ack)).await;
+            }
+        }
     }
 }
 
@@ -56,21 +64,26 @@ struct Flusher<S> {
 
 impl<S: IdempotencyStore> Flusher<S> {
     async fn run(mut self) {
+        // One vector for every group: growing a new one each time cost more than the
+        // flush's own bookkeeping (reallocations of a few KiB each make glibc's malloc
+        // consolidate its free lists).
+        let mut group = Vec::with_capacity(self.config.max_group.clamp(1, 4096));
         while let Some(first) = self.rx.recv().await {
-            let group = self.gather(first).await;
+            self.gather(first, &mut group).await;
             if !self.flush_until_durable().await {
                 return; // Hard stop: dropping the group abandons its acks.
             }
-            for ack in group {
+            for ack in group.drain(..) {
                 ack.complete();
             }
         }
     }
 
-    /// Collects a group: whatever arrives within `flush_interval`, up to `max_group`.
-    async fn gather(&mut self, first: Ack) -> Vec<Ack> {
+    /// Collects a group into `group`: whatever arrives within `flush_interval`, up to
+    /// `max_group`.
+    async fn gather(&mut self, first: Ack, group: &mut Vec<Ack>) {
         let deadline = Instant::now() + self.config.flush_interval;
-        let mut group = vec![first];
+        group.push(first);
         while group.len() < self.config.max_group {
             let next = match self.rx.try_recv() {
                 Ok(ack) => Some(ack),
@@ -82,7 +95,6 @@ impl<S: IdempotencyStore> Flusher<S> {
             let Some(ack) = next else { break };
             group.push(ack);
         }
-        group
     }
 
     /// Flushes, retrying while the store fails. Returns false on a hard stop.
