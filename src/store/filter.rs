@@ -49,7 +49,9 @@ struct Block([AtomicU64; BLOCK_WORDS]);
 /// Set-only bits, shared by every thread without a lock.
 pub(crate) struct KeyFilter {
     blocks: Box<[Block]>,
-    hasher: std::hash::RandomState,
+    /// Seeded per process; foldhash's quality variant, since every bit of the hash is
+    /// used. A quarter of SipHash's cost on short keys, and every message hashes twice.
+    hasher: foldhash::quality::RandomState,
 }
 
 impl KeyFilter {
@@ -59,7 +61,7 @@ impl KeyFilter {
             blocks: (0..blocks)
                 .map(|_| Block(std::array::from_fn(|_| AtomicU64::new(0))))
                 .collect(),
-            hasher: std::hash::RandomState::new(),
+            hasher: foldhash::quality::RandomState::default(),
         }
     }
 

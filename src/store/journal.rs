@@ -32,7 +32,7 @@ const CLEAR: u8 = 0;
 #[derive(Default)]
 struct Slots {
     /// Each key inside a handler: its slot and when its attempt started.
-    by_key: HashMap<Bytes, (u64, SystemTime)>,
+    by_key: HashMap<Bytes, (u64, SystemTime), foldhash::fast::RandomState>,
     pool: SlotPool,
 }
 
