@@ -88,12 +88,13 @@ fn records_settled_over_many_flushes_are_merged_and_found_after_reopening() {
             store.flush().unwrap(); // 200 flushes, a run each
         }
     }
-    // Background merges fold the runs to about log2(20,000).
+    // Background merges fold sixteen runs of a size class into one: the 200 runs of 100
+    // records become 12 of 1,600 and 8 of 100.
     let started = std::time::Instant::now();
-    while store.record_runs() > 15 && started.elapsed() < Duration::from_secs(60) {
+    while store.record_runs() > 20 && started.elapsed() < Duration::from_secs(60) {
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(store.record_runs() <= 15, "{} runs", store.record_runs());
+    assert!(store.record_runs() <= 20, "{} runs", store.record_runs());
     let found = |store: &SledStore| {
         (0..20_000).all(|i| {
             let state = store

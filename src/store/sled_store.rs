@@ -167,8 +167,8 @@ impl SledStore {
         self.path.as_deref()
     }
 
-    /// How many record runs a lookup may read from (at most seven per factor of eight in
-    /// size, once background merges catch up).
+    /// How many record runs a lookup may read from (at most fifteen per factor of
+    /// sixteen in size, and never more than 32, once background merges catch up).
     pub fn record_runs(&self) -> usize {
         self.runs.count()
     }

@@ -4,10 +4,11 @@
 //!
 //! This is what lets the store cost one sled insert per few KiB of records instead of one
 //! per message (sled's insert is ~10 µs of CPU, more than the rest of the pipeline's work
-//! on a message). Runs are kept newest first, their size classes (powers of eight) never
-//! growing towards the newer end; eight adjacent runs of one class are merged into one,
-//! so a record is rewritten about log8(records / flush size) times in its life, and
-//! there are at most seven runs per class (never more than [`MAX_RUNS`] in all).
+//! on a message). Runs are kept newest first, their size classes (powers of
+//! [`FAN_IN`], sixteen) never growing towards the newer end; sixteen adjacent runs of
+//! one class are merged into one, so a record is rewritten about log16(records / flush
+//! size) times in its life, and there are at most fifteen runs per class (never more
+//! than [`MAX_RUNS`] in all).
 //!
 //! A run is written whole before it counts: its blocks, then a marker with its size, then
 //! a flush. At open, blocks without a marker (a flush or merge the process died in) are
@@ -18,10 +19,12 @@ mod load;
 mod merged;
 mod run;
 
-use std::hash::{BuildHasher, RandomState};
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 use std::time::SystemTime;
+
+use foldhash::quality::RandomState;
 
 pub(crate) use merged::{Entry, Merged, Source};
 pub(crate) use run::Run;
@@ -33,11 +36,15 @@ use super::record::{millis, Record};
 use super::sled_open::{sled_error, Trees};
 
 /// How many runs of about the same size a merge folds into one: each record is
-/// rewritten about log8(records / records per flush) times. Eight rather than four
-/// halves the merging (the Kafka bench: 64% → 71% of the plain consumer, median of
-/// seven runs each); the runs a lookup may check stay in memory filters, and a record
-/// is still read from one block.
-const FAN_IN: usize = 8;
+/// rewritten about log16(records / records per flush) times. Merging is most of the
+/// store's CPU per message after the journal: eight rather than four halved it (the
+/// Kafka bench: 64% → 71% of the plain consumer, median of seven runs each), sixteen
+/// rather than eight takes a quarter off again at the design load (1.7 million keys in
+/// flushes of a few hundred: 3.1 rewrites instead of 4.2; the bench: 78% → 90%, median
+/// of six runs each, interleaved, 11.4 → 9.7 µs of CPU per message). Only a key the store may hold is looked up in the runs, where
+/// each run answers from an in-memory filter first, and a record is still read from
+/// one block.
+const FAN_IN: usize = 16;
 
 /// Runs beyond which the smallest adjacent pair is merged whatever their sizes, so
 /// flushes of very different sizes cannot pile up runs a lookup has to check.
@@ -57,7 +64,7 @@ pub(super) struct RecordRuns {
 impl RecordRuns {
     /// Reads the runs on disk, putting every key into `filter`.
     pub(super) fn load(trees: &Trees, filter: &KeyFilter) -> Result<Self, StoreError> {
-        let hasher = RandomState::new();
+        let hasher = RandomState::default();
         let runs = load::load_runs(trees, &hasher, filter)?;
         let next = runs.iter().map(|r| r.id.last + 1).max().unwrap_or(1);
         Ok(Self {

@@ -52,9 +52,10 @@ fn merges_keep_the_newest_record_of_every_key_and_few_runs() {
         flush(&runs, &trees, batch);
         while runs.merge_once(&trees).unwrap() {}
     }
-    // Flushes of ~110 records: size classes (powers of eight) holding runs of about 110,
-    // 880 and 7,040 records, with at most seven runs in each.
-    assert!(runs.count() <= 21, "{} runs for 20,000 keys", runs.count());
+    // Flushes of ~110 records: size classes (powers of sixteen) holding runs of about
+    // 110 and 1,760 records (and one of 28,160 once there are 28,160), with at most
+    // fifteen runs in each.
+    assert!(runs.count() <= 30, "{} runs for 20,000 keys", runs.count());
     let mut newest = std::collections::HashMap::new();
     for flush_no in 0..200u32 {
         for key in flush_no * 100..flush_no * 100 + 100 {
@@ -83,7 +84,7 @@ fn flushes_of_very_different_sizes_do_not_pile_up_runs() {
     let runs = RecordRuns::load(&trees, &KeyFilter::new()).unwrap();
     let mut next = 0u32;
     for flush_no in 0..120u32 {
-        // 1, 200, 7, 1,000, ...: never eight neighbours of about the same size.
+        // 1, 200, 7, 1,000, ...: never sixteen neighbours of about the same size.
         let size = [1, 200, 7, 1_000][flush_no as usize % 4] * (1 + flush_no / 4);
         flush(&runs, &trees, entries(next..next + size, 1));
         next += size;
