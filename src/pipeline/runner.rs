@@ -36,9 +36,11 @@ pub(crate) struct Runner<Src, H, S, D> {
     pub shared: Arc<Shared<H, S, D>>,
     pub shutdown: watch::Receiver<bool>,
     pub stopping: watch::Sender<bool>,
-    sequencer: Sequencer<Job>,
+    /// Jobs boxed: a job is a few hundred bytes, moved into the sequencer, out of it and
+    /// into its task, whose state would otherwise hold it twice (see `worker::run`).
+    sequencer: Sequencer<Box<Job>>,
     jobs: JoinSet<()>,
-    lanes: HashMap<tokio::task::Id, Lane>,
+    lanes: HashMap<tokio::task::Id, Lane, foldhash::fast::RandomState>,
     intake: Intake,
     source_done: bool,
 }
@@ -63,7 +65,7 @@ where
             stopping,
             sequencer: Sequencer::new(),
             jobs: JoinSet::new(),
-            lanes: HashMap::new(),
+            lanes: HashMap::default(),
             intake: Intake::Open,
             source_done: false,
         }
@@ -205,12 +207,12 @@ where
             .message
             .set_idempotency_key(idempotency_key.clone());
         delivery.message.set_ordering_key(ordering_key.clone());
-        let job = Job {
+        let job = Box::new(Job {
             delivery,
             idempotency_key,
             ordering_key,
             violation,
-        };
+        });
         self.sequencer.push(lane, job);
     }
 

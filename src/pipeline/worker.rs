@@ -10,11 +10,11 @@ use tokio::time::Instant;
 
 use super::attempt::{self, Failure};
 use super::config::PipelineConfig;
-use super::decision::{self, Admission, AfterFailure, DeadLetterOrder, Decision, Next};
+use super::decision::{self, Admission, DeadLetterOrder, Decision, Next};
 use super::durability::Durability;
 use super::stats::{bump, Stats};
 use super::store_health::StoreHealth;
-use crate::breaker::{BreakerState, CallResult, CircuitBreaker, Permit};
+use crate::breaker::{CallResult, CircuitBreaker, Permit};
 use crate::dead_letter::{header, DeadLetter, DeadLetterInfo, DeadLetterKind, DeadLetterSink};
 use crate::handler::Handler;
 use crate::limits::LimitViolation;
@@ -24,7 +24,10 @@ use crate::retry::Backoff;
 use crate::source::{Ack, Delivery};
 use crate::store::{AttemptRecord, IdempotencyStore, KeyState, ParkRecord, SettledOutcome};
 
+mod budget;
 mod store_ops;
+
+use budget::Budget;
 
 /// Everything the workers of one pipeline share.
 pub(crate) struct Shared<H, S, D> {
@@ -61,28 +64,36 @@ enum Fate {
 
 /// Runs one job to its end. Returns early (abandoning the ack, so the broker redelivers)
 /// only when the pipeline is stopping.
-pub(crate) async fn run<H, S, D>(shared: Arc<Shared<H, S, D>>, job: Job)
+///
+/// The job comes boxed and its message is used in place: a future keeps its arguments
+/// for its whole life, so moving the message into locals or into the futures awaited
+/// here would hold it two or three times in every message's task (which was 1.7 KiB;
+/// tokio copies it into the task at spawn, and allocates it cache-aligned, past
+/// malloc's fast caches).
+pub(crate) async fn run<H, S, D>(shared: Arc<Shared<H, S, D>>, mut job: Box<Job>)
 where
     H: Handler,
     S: IdempotencyStore,
     D: DeadLetterSink,
 {
     let Job {
-        delivery: Delivery { mut message, ack },
+        delivery: Delivery { message, ack },
         idempotency_key,
         ordering_key,
         violation,
-    } = job;
+    } = &mut *job;
     let worker = Worker {
         shared: &shared,
-        tracked: idempotency_key.filter(|_| shared.config.idempotency.enabled),
-        ordering_key,
+        tracked: idempotency_key
+            .take()
+            .filter(|_| shared.config.idempotency.enabled),
+        ordering_key: ordering_key.take(),
     };
-    let Some((decision, crashes)) = worker.admit(&message, violation.as_ref()).await else {
+    let Some((decision, crashes)) = worker.admit(message, violation.as_ref()).await else {
         return;
     };
     let fate = match decision {
-        Decision::Run => match worker.attempts(&mut message).await {
+        Decision::Run => match worker.attempts(message).await {
             Some(fate) => fate,
             None => return,
         },
@@ -100,6 +111,8 @@ where
             order,
         },
     };
+    // The ack goes to the settle; what else the job holds is dropped with it.
+    let ack = std::mem::replace(ack, Ack::none());
     worker.settle(message, ack, fate).await;
 }
 
@@ -238,7 +251,7 @@ impl<H: Handler, S: IdempotencyStore, D: DeadLetterSink> Worker<'_, H, S, D> {
         }
     }
 
-    async fn settle(&self, message: Message, ack: Ack, fate: Fate) {
+    async fn settle(&self, message: &Message, ack: Ack, fate: Fate) {
         let stats = &self.shared.stats;
         match fate {
             Fate::Duplicate => bump(&stats.duplicates),
@@ -253,7 +266,7 @@ impl<H: Handler, S: IdempotencyStore, D: DeadLetterSink> Worker<'_, H, S, D> {
                 if let Some(key) = self
                     .ordering_key
                     .as_ref()
-                    .filter(|_| self.releases_park(&message))
+                    .filter(|_| self.releases_park(message))
                 {
                     if self.store_op(|s| s.release(key)).await.is_none() {
                         return;
@@ -278,7 +291,7 @@ impl<H: Handler, S: IdempotencyStore, D: DeadLetterSink> Worker<'_, H, S, D> {
 
     async fn dead_letter(
         &self,
-        message: Message,
+        message: &Message,
         order: DeadLetterOrder,
         attempts: u32,
         first_failed_at: Option<SystemTime>,
@@ -298,7 +311,9 @@ impl<H: Handler, S: IdempotencyStore, D: DeadLetterSink> Worker<'_, H, S, D> {
                 ordering_key: self.ordering_key.clone(),
                 blocked_by: order.blocked_by,
             },
-            message,
+            // A copy (its parts are shared, not copied): dead letters are rare, and
+            // every message's task is smaller for taking the message by reference.
+            message: message.clone(),
         };
         self.send_dead_letter(&letter).await?;
         if let Some(key) = &self.tracked {
@@ -361,50 +376,6 @@ impl<H: Handler, S: IdempotencyStore, D: DeadLetterSink> Worker<'_, H, S, D> {
         tokio::select! {
             value = wait => Some(value),
             _ = stopping.wait_for(|stop| *stop) => None,
-        }
-    }
-}
-
-/// What a message has used of its retry budget.
-struct Budget {
-    attempt: u32,
-    /// Failed attempts made while the breaker stayed closed.
-    counted: u32,
-    began: Instant,
-    /// Time spent held by the breaker.
-    held: Duration,
-    first_failed_at: Option<SystemTime>,
-    backoff: Option<Backoff>,
-}
-
-impl Budget {
-    fn new() -> Self {
-        Self {
-            attempt: 0,
-            counted: 0,
-            began: Instant::now(),
-            held: Duration::ZERO,
-            first_failed_at: None,
-            backoff: None,
-        }
-    }
-
-    /// Records a failure and gathers the facts the decision needs.
-    fn after<'f>(
-        &mut self,
-        failure: &'f Failure,
-        breaker: BreakerState,
-        config: &PipelineConfig,
-    ) -> AfterFailure<'f> {
-        self.first_failed_at.get_or_insert_with(SystemTime::now);
-        self.counted += u32::from(breaker == BreakerState::Closed);
-        let backoff = self.backoff.get_or_insert_with(|| config.retry.backoff());
-        AfterFailure {
-            failure,
-            budget_attempts: self.counted,
-            budget_elapsed: self.began.elapsed().saturating_sub(self.held),
-            breaker,
-            backoff: backoff.next_delay(),
         }
     }
 }
