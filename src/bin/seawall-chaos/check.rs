@@ -13,10 +13,32 @@ pub struct Observed<'a> {
     pub msgs: &'a [Msg],
     /// Every call the downstream received, in arrival order.
     pub calls: &'a [Call],
-    /// When the worker was SIGKILLed.
-    pub kills: &'a [Instant],
+    /// The SIGKILLs.
+    pub kills: &'a [Kill],
     /// Dead letters: idempotency key and failure kind.
     pub dead_letters: &'a [(String, String)],
+}
+
+/// One SIGKILL.
+pub struct Kill {
+    /// When the signal was about to be sent.
+    pub at: Instant,
+    /// The name of the process it killed (its calls' `X-Chaos-Worker`).
+    pub worker: String,
+}
+
+/// Whether a SIGKILL explains `again` accepting a message once more that `first` (the
+/// process that made its first accepted call) had accepted: `first` was killed before
+/// `again`, which another process made (its successor, or the partner). The names
+/// matter, not only the times: a request written just before the kill can reach the
+/// downstream after it. The partner is never killed, so nothing it had accepted is
+/// explained.
+fn repeat_explained(first: Option<&str>, again: &Call, kills: &[Kill]) -> bool {
+    let Some(first) = first else {
+        return false;
+    };
+    again.worker.as_deref() != Some(first)
+        && kills.iter().any(|k| k.worker == first && k.at <= again.at)
 }
 
 /// The per-run figures.
@@ -79,8 +101,8 @@ pub fn check(seen: &Observed) -> Report {
         poison: produced.values().filter(|m| m.kind.poison()).count(),
         ..Report::default()
     };
-    // When each key was first accepted, and whether by group-kill's partner.
-    let mut first: HashMap<String, (Instant, bool)> = HashMap::new();
+    // Each key's first acceptance: the process that made the call.
+    let mut first: HashMap<String, Option<String>> = HashMap::new();
     let mut last_seq: HashMap<String, u64> = HashMap::new();
     for call in seen.calls.iter().filter(|c| c.accepted()) {
         r.accepted_calls += 1;
@@ -98,18 +120,14 @@ pub fn check(seen: &Observed) -> Report {
         if m.kind.poison() {
             r.poison_accepted += 1;
         }
-        if let Some(&(at, by_partner)) = first.get(&m.id) {
-            // The partner is never killed: a kill cannot explain repeating its effects.
-            let killed_between =
-                !by_partner && seen.kills.iter().any(|k| at <= *k && *k <= call.at);
-            match killed_between {
+        if let Some(earlier) = first.get(&m.id) {
+            match repeat_explained(earlier.as_deref(), call, seen.kills) {
                 true => r.repeats_after_kill += 1,
                 false => r.repeats_unexplained += 1,
             }
             continue;
         }
-        let by_partner = call.worker.as_deref() == Some(crate::group::PARTNER);
-        first.insert(m.id.clone(), (call.at, by_partner));
+        first.insert(m.id.clone(), call.worker.clone());
         let last = last_seq.entry(m.key.clone()).or_insert(0);
         if m.seq < *last {
             r.reordered += 1;
@@ -211,4 +229,66 @@ pub fn print(r: &Report, faulted: bool, strict: bool) {
         r.good_dead_lettered,
         r.dead_lettered_twice
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn call(worker: &str, at: Instant) -> Call {
+        Call {
+            at,
+            key: None,
+            worker: Some(worker.into()),
+            body: Default::default(),
+            status: 200,
+        }
+    }
+
+    #[test]
+    fn a_repeat_is_explained_only_by_killing_the_process_that_had_it_accepted() {
+        let t0 = Instant::now();
+        let at = |ms| t0 + Duration::from_millis(ms);
+        let kills = [Kill {
+            at: at(10),
+            worker: "main-1".into(),
+        }];
+        // main-1's request reached the downstream after the kill; the partner's repeat
+        // follows: explained, though no kill lies between the two calls.
+        assert!(repeat_explained(
+            Some("main-1"),
+            &call("partner", at(30)),
+            &kills
+        ));
+        assert!(repeat_explained(
+            Some("main-1"),
+            &call("main-2", at(30)),
+            &kills
+        ));
+        // Before the kill, or by the same process: not explained.
+        assert!(!repeat_explained(
+            Some("main-1"),
+            &call("partner", at(5)),
+            &kills
+        ));
+        assert!(!repeat_explained(
+            Some("main-1"),
+            &call("main-1", at(30)),
+            &kills
+        ));
+        // A process that was not killed, the partner, or an unnamed call: never.
+        assert!(!repeat_explained(
+            Some("main-2"),
+            &call("main-3", at(30)),
+            &kills
+        ));
+        assert!(!repeat_explained(
+            Some("partner"),
+            &call("main-2", at(30)),
+            &kills
+        ));
+        assert!(!repeat_explained(None, &call("main-2", at(30)), &kills));
+    }
 }

@@ -19,7 +19,7 @@ pub struct Call {
     pub at: Instant,
     /// Its `Idempotency-Key` header.
     pub key: Option<String>,
-    /// Which worker made it: its `X-Chaos-Worker` header (set by group-kill's partner).
+    /// Which worker process made it: its `X-Chaos-Worker` header (`main-2`, `partner`).
     pub worker: Option<String>,
     /// The body.
     pub body: Bytes,
@@ -115,7 +115,7 @@ async fn receive(
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let worker = headers
-        .get(crate::group::WORKER_HEADER)
+        .get(crate::worker::WORKER_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let mut ledger = ledger.lock().unwrap_or_else(|p| p.into_inner());

@@ -14,27 +14,7 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Connection, ConnectionProperties};
 
 use crate::scenario::Scenario;
-use crate::worker::{self, Source, Worker};
-
-/// The request header naming the worker that made a downstream call.
-pub const WORKER_HEADER: &str = "x-chaos-worker";
-/// Its value on the partner's calls (the killed worker sends none).
-pub const PARTNER: &str = "partner";
-
-/// The worker config with the partner's header added to the handler.
-fn tag_partner(config: &str) -> anyhow::Result<String> {
-    let handler_end = "/effects\" }";
-    let tagged = config.replacen(
-        handler_end,
-        &format!("/effects\", headers = {{ \"{WORKER_HEADER}\" = \"{PARTNER}\" }} }}"),
-        1,
-    );
-    anyhow::ensure!(
-        tagged != config,
-        "no `handler.http` line to tag in:\n{config}"
-    );
-    Ok(tagged)
-}
+use crate::worker::{self, Role, Source, Worker};
 
 /// Declares the durable `queue` with a single active consumer. Seawall's source
 /// declares a queue it is not told to create passively, which accepts the queue's
@@ -79,11 +59,8 @@ impl Partner {
         std::fs::create_dir_all(&dir)?;
         let admin = format!("127.0.0.1:{}", worker::free_port()?);
         let config = dir.join("seawall.toml");
-        std::fs::write(
-            &config,
-            tag_partner(&worker::config(source, downstream, &admin))?,
-        )?;
-        let mut worker = Worker::new(bin, &config, &admin, &dir);
+        let text = worker::config(source, downstream, &admin);
+        let mut worker = Worker::new(bin, &config, text, Role::Partner, &admin, &dir);
         worker
             .start()
             .await
@@ -141,24 +118,5 @@ impl PartnerEnd {
             self.log.display()
         );
         self.stopped_cleanly
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn partner_config_sends_its_header() {
-        let source = Source::Kafka {
-            brokers: "b:9092".into(),
-            topic: "t".into(),
-        };
-        let config = worker::config(&source, "http://127.0.0.1:1", "127.0.0.1:2");
-        let tagged: toml::Value = toml::from_str(&tag_partner(&config).unwrap()).unwrap();
-        let http = &tagged["routes"]["chaos"]["handler"]["http"];
-        assert_eq!(http["headers"][WORKER_HEADER].as_str(), Some(PARTNER));
-        assert_eq!(http["url"].as_str(), Some("http://127.0.0.1:1/effects"));
-        assert!(tag_partner("no handler").is_err());
     }
 }

@@ -28,7 +28,7 @@ use clap::{Parser, ValueEnum};
 use broker_restart::OwnBroker;
 use downstream::Downstream;
 use scenario::{Faults, Goal, Scenario};
-use worker::{Source, Worker};
+use worker::{Role, Source, Worker};
 use workload::Msg;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -217,8 +217,7 @@ async fn run(cli: &Cli) -> anyhow::Result<bool> {
     if own.is_some() {
         text = broker_restart::tune_config(&text)?;
     }
-    std::fs::write(&config, text)?;
-    let mut worker = Worker::new(&bin, &config, &admin, &dir);
+    let mut worker = Worker::new(&bin, &config, text, Role::Main, &admin, &dir);
     let disk = (cli.scenario == Scenario::StoreFault)
         .then(|| store_fault::Disk::mount(cli.store_fault, &dir.join("store")))
         .transpose()?;

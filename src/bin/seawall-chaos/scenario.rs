@@ -70,7 +70,7 @@ pub struct Stop {
 /// What was injected, and whether the run completed.
 #[derive(Default)]
 pub struct Faults {
-    pub kills: Vec<Instant>,
+    pub kills: Vec<crate::check::Kill>,
     pub stops: Vec<Stop>,
     pub outage: Option<(Instant, Instant)>,
     pub outage_over: bool,
@@ -160,8 +160,13 @@ async fn inject(
     faults: &mut Faults,
 ) -> anyhow::Result<()> {
     if scenario.kills() {
+        // Taken before the signal: whatever the process wrote before it died follows.
+        let kill = crate::check::Kill {
+            at: Instant::now(),
+            worker: worker.name(),
+        };
         worker.kill()?;
-        faults.kills.push(Instant::now());
+        faults.kills.push(kill);
         println!("  SIGKILL {}", faults.kills.len());
         return Ok(());
     }

@@ -63,10 +63,45 @@ pub fn free_port() -> anyhow::Result<u16> {
         .port())
 }
 
+/// The request header naming the worker process that made a downstream call.
+pub const WORKER_HEADER: &str = "x-chaos-worker";
+/// Its value on group-kill's partner's calls.
+pub const PARTNER: &str = "partner";
+/// What the calls of the worker the scenarios stop start with; its n-th start's calls
+/// carry `main-n`.
+pub const MAIN: &str = "main-";
+
+/// Which worker a process is.
+#[derive(Clone, Copy)]
+pub enum Role {
+    /// The worker the scenarios stop and start again.
+    Main,
+    /// group-kill's partner, never stopped.
+    Partner,
+}
+
+/// The config with `name` sent in [`WORKER_HEADER`] on every handler call.
+pub fn tag_calls(config: &str, name: &str) -> anyhow::Result<String> {
+    let handler_end = "/effects\" }";
+    let tagged = config.replacen(
+        handler_end,
+        &format!("/effects\", headers = {{ \"{WORKER_HEADER}\" = \"{name}\" }} }}"),
+        1,
+    );
+    anyhow::ensure!(
+        tagged != config,
+        "no `handler.http` line to tag in:\n{config}"
+    );
+    Ok(tagged)
+}
+
 /// The worker process, started again after each stop.
 pub struct Worker {
     bin: PathBuf,
     config: PathBuf,
+    /// The config's text, written to `config` at each start with that start's name.
+    text: String,
+    role: Role,
     admin: String,
     log: PathBuf,
     child: Option<Child>,
@@ -75,11 +110,21 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// A worker that runs `bin` on `config`, logging into `dir`.
-    pub fn new(bin: &Path, config: &Path, admin: &str, dir: &Path) -> Self {
+    /// A worker in `role` that runs `bin` on `text` written to `config`, logging into
+    /// `dir`.
+    pub fn new(
+        bin: &Path,
+        config: &Path,
+        text: String,
+        role: Role,
+        admin: &str,
+        dir: &Path,
+    ) -> Self {
         Self {
             bin: bin.to_owned(),
             config: config.to_owned(),
+            text,
+            role,
             admin: admin.to_owned(),
             log: dir.join("worker.log"),
             child: None,
@@ -87,8 +132,21 @@ impl Worker {
         }
     }
 
-    /// Starts it and waits until `/readyz` answers 200.
+    /// The name the running (or last) process's calls carry in [`WORKER_HEADER`]:
+    /// `partner`, or `main-` and the start's number. A request written just before a
+    /// SIGKILL can reach the downstream after it, so the checker tells a killed
+    /// process's calls from its successor's by this name, not by time.
+    pub fn name(&self) -> String {
+        match self.role {
+            Role::Main => format!("{MAIN}{}", self.starts),
+            Role::Partner => PARTNER.to_owned(),
+        }
+    }
+
+    /// Writes its config and starts it, then waits until `/readyz` answers 200.
     pub async fn start(&mut self) -> anyhow::Result<()> {
+        self.starts += 1;
+        std::fs::write(&self.config, tag_calls(&self.text, &self.name())?)?;
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -103,7 +161,6 @@ impl Worker {
             .spawn()
             .with_context(|| format!("starting {}", self.bin.display()))?;
         self.child = Some(child);
-        self.starts += 1;
         let url = format!("http://{}/readyz", self.admin);
         let client = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -184,5 +241,34 @@ impl Worker {
 impl Drop for Worker {
     fn drop(&mut self) {
         let _ = self.kill();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_call_carries_the_worker_name() {
+        let source = Source::Kafka {
+            brokers: "b:9092".into(),
+            topic: "t".into(),
+        };
+        let config = config(&source, "http://127.0.0.1:1", "127.0.0.1:2");
+        let tagged: toml::Value = toml::from_str(&tag_calls(&config, "main-2").unwrap()).unwrap();
+        let http = &tagged["routes"]["chaos"]["handler"]["http"];
+        assert_eq!(http["headers"][WORKER_HEADER].as_str(), Some("main-2"));
+        assert_eq!(http["url"].as_str(), Some("http://127.0.0.1:1/effects"));
+        assert!(tag_calls("no handler", "main-1").is_err());
+    }
+
+    #[test]
+    fn the_main_worker_is_named_by_its_start() {
+        let dir = Path::new("/nonexistent");
+        let mut main = Worker::new(dir, dir, String::new(), Role::Main, "a", dir);
+        main.starts = 2;
+        assert_eq!(main.name(), "main-2");
+        let partner = Worker::new(dir, dir, String::new(), Role::Partner, "a", dir);
+        assert_eq!(partner.name(), PARTNER);
     }
 }
