@@ -80,19 +80,24 @@ pub enum Role {
     Partner,
 }
 
-/// The config with `name` sent in [`WORKER_HEADER`] on every handler call.
+/// The config with `name` sent in [`WORKER_HEADER`] on every handler call. Parsed, not
+/// edited as text: the broker-restart scenario rewrites the generated config.
 pub fn tag_calls(config: &str, name: &str) -> anyhow::Result<String> {
-    let handler_end = "/effects\" }";
-    let tagged = config.replacen(
-        handler_end,
-        &format!("/effects\", headers = {{ \"{WORKER_HEADER}\" = \"{name}\" }} }}"),
-        1,
-    );
-    anyhow::ensure!(
-        tagged != config,
-        "no `handler.http` line to tag in:\n{config}"
-    );
-    Ok(tagged)
+    let mut table: toml::Table = config.parse().context("parsing the worker config")?;
+    let http = table
+        .get_mut("routes")
+        .and_then(|r| r.get_mut("chaos"))
+        .and_then(|c| c.get_mut("handler"))
+        .and_then(|h| h.get_mut("http"))
+        .and_then(toml::Value::as_table_mut)
+        .with_context(|| format!("no routes.chaos.handler.http to tag in:\n{config}"))?;
+    let headers = http
+        .entry("headers")
+        .or_insert_with(|| toml::Table::new().into())
+        .as_table_mut()
+        .context("routes.chaos.handler.http.headers is not a table")?;
+    headers.insert(WORKER_HEADER.into(), name.into());
+    Ok(toml::to_string(&table)?)
 }
 
 /// The worker process, started again after each stop.
@@ -259,7 +264,13 @@ mod tests {
         let http = &tagged["routes"]["chaos"]["handler"]["http"];
         assert_eq!(http["headers"][WORKER_HEADER].as_str(), Some("main-2"));
         assert_eq!(http["url"].as_str(), Some("http://127.0.0.1:1/effects"));
-        assert!(tag_calls("no handler", "main-1").is_err());
+        assert!(tag_calls("no = \"handler\"", "main-1").is_err());
+        // The broker-restart scenario's rewritten config is tagged as well.
+        let rewritten = crate::broker_restart::tune_config(&config).unwrap();
+        let tagged: toml::Value =
+            toml::from_str(&tag_calls(&rewritten, "main-1").unwrap()).unwrap();
+        let http = &tagged["routes"]["chaos"]["handler"]["http"];
+        assert_eq!(http["headers"][WORKER_HEADER].as_str(), Some("main-1"));
     }
 
     #[test]
