@@ -25,6 +25,13 @@ use rdkafka::{ClientConfig, Message as _, Offset, TopicPartitionList};
 use seawall::kafka::{KafkaConfig, KafkaDeadLetters, KafkaSource};
 use seawall::{handler_fn, Message, Pipeline, PipelineConfig, SledStore};
 
+/// The allocator the `seawall` binary runs with (feature `mimalloc`, on by default), so
+/// the figures are the worker's; `--no-default-features --features kafka` measures
+/// glibc's malloc.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn brokers() -> String {
     std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
 }
