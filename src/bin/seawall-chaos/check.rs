@@ -255,40 +255,27 @@ mod tests {
             at: at(10),
             worker: "main-1".into(),
         }];
-        // main-1's request reached the downstream after the kill; the partner's repeat
-        // follows: explained, though no kill lies between the two calls.
-        assert!(repeat_explained(
-            Some("main-1"),
-            &call("partner", at(30)),
-            &kills
-        ));
-        assert!(repeat_explained(
-            Some("main-1"),
-            &call("main-2", at(30)),
-            &kills
-        ));
-        // Before the kill, or by the same process: not explained.
-        assert!(!repeat_explained(
-            Some("main-1"),
-            &call("partner", at(5)),
-            &kills
-        ));
-        assert!(!repeat_explained(
-            Some("main-1"),
-            &call("main-1", at(30)),
-            &kills
-        ));
-        // A process that was not killed, the partner, or an unnamed call: never.
-        assert!(!repeat_explained(
-            Some("main-2"),
-            &call("main-3", at(30)),
-            &kills
-        ));
-        assert!(!repeat_explained(
-            Some("partner"),
-            &call("main-2", at(30)),
-            &kills
-        ));
-        assert!(!repeat_explained(None, &call("main-2", at(30)), &kills));
+        // (first accepted by, repeated by, at ms, explained)
+        let cases = [
+            // main-1's request may reach the downstream after its kill; a repeat by
+            // another process after the kill is explained even with no kill between the
+            // two calls.
+            (Some("main-1"), "partner", 30, true),
+            (Some("main-1"), "main-2", 30, true),
+            // Before the kill, or by the same process: not explained.
+            (Some("main-1"), "partner", 5, false),
+            (Some("main-1"), "main-1", 30, false),
+            // A process that was not killed, the partner, or an unnamed call: never.
+            (Some("main-2"), "main-3", 30, false),
+            (Some("partner"), "main-2", 30, false),
+            (None, "main-2", 30, false),
+        ];
+        for (first, again, ms, explained) in cases {
+            assert_eq!(
+                repeat_explained(first, &call(again, at(ms)), &kills),
+                explained,
+                "first {first:?}, again {again} at {ms} ms"
+            );
+        }
     }
 }
