@@ -41,9 +41,9 @@ use super::sled_open::{sled_error, Trees};
 /// Kafka bench: 64% → 71% of the plain consumer, median of seven runs each), sixteen
 /// rather than eight takes a quarter off again at the design load (1.7 million keys in
 /// flushes of a few hundred: 3.1 rewrites instead of 4.2; the bench: 78% → 90%, median
-/// of six runs each, interleaved, 11.4 → 9.7 µs of CPU per message). Only a key the store may hold is looked up in the runs, where
-/// each run answers from an in-memory filter first, and a record is still read from
-/// one block.
+/// of six runs each, interleaved, 11.4 → 9.7 µs of CPU per message). Only a key the
+/// store may hold is looked up in the runs, where each run answers from an in-memory
+/// filter first, and a record is still read from one block.
 const FAN_IN: usize = 16;
 
 /// Runs beyond which the smallest adjacent pair is merged whatever their sizes, so
